@@ -1,0 +1,135 @@
+using System.Runtime.InteropServices;
+using ExtFuse;
+using ExtFuse.Mounting;
+using ExtFuse.Samples.Memory;
+using ExtFuse.Session;
+using Microsoft.Extensions.Logging;
+
+namespace ExtFuse.Cli;
+
+public static class Program
+{
+    private const string Usage = """
+        extfuse - FUSE file systems in .NET, served straight from /dev/fuse
+
+        Usage:
+          extfuse mount memory MOUNTPOINT [-o OPTIONS] [-v]
+              Mount an empty in-memory file system at MOUNTPOINT (an existing, empty
+              directory) and serve it in the foreground until Ctrl-C, SIGTERM or
+              `umount MOUNTPOINT`. Everything written there is gone after unmount.
+
+          extfuse --help        this text
+
+        Examples:
+          mkdir -p /tmp/mem && extfuse mount memory /tmp/mem
+          extfuse mount memory /tmp/mem -o allow_other,fsname=scratch -v
+
+        Options:
+          -o OPTIONS   comma-separated mount options, as with mount(8) and libfuse:
+        {0}
+          -v           log more (-v: debug, -vv: every request)
+
+        As root the file system is mounted with mount(2); as a normal user through
+        fusermount3 (Debian package fuse3). The memory file system always mounts with
+        default_permissions, so the kernel checks permissions from the mode bits.
+        Exit status: 0 after a clean unmount, 1 on errors, 2 on bad usage.
+        """;
+
+    public static int Main(string[] args)
+    {
+        try { return Run(args); }
+        catch (UsageException e)
+        {
+            Console.Error.WriteLine($"extfuse: {e.Message}");
+            Console.Error.WriteLine("Try 'extfuse --help'.");
+            return 2;
+        }
+        catch (FuseException e)
+        {
+            Console.Error.WriteLine($"extfuse: {e.Message}");
+            return 1;
+        }
+    }
+
+    private sealed class UsageException(string message) : Exception(message);
+
+    private static int Run(string[] args)
+    {
+        if (args.Length == 0 || args is ["--help" or "-h" or "help", ..])
+        {
+            Console.WriteLine(string.Format(Usage, MountOptions.Help.TrimEnd()));
+            return args.Length == 0 ? 2 : 0;
+        }
+        return args[0] switch
+        {
+            "mount" => Mount(args[1..]),
+            _ => throw new UsageException($"unknown command '{args[0]}'"),
+        };
+    }
+
+    private static int Mount(string[] args)
+    {
+        var positional = new List<string>();
+        var optionLists = new List<string>();
+        var verbosity = 0;
+        for (var i = 0; i < args.Length; i++)
+        {
+            switch (args[i])
+            {
+                case "-o":
+                    if (++i >= args.Length) throw new UsageException("-o needs a list of options");
+                    optionLists.Add(args[i]);
+                    break;
+                case "-v": verbosity++; break;
+                case "-vv": verbosity += 2; break;
+                case "--help" or "-h":
+                    Console.WriteLine(string.Format(Usage, MountOptions.Help.TrimEnd()));
+                    return 0;
+                default:
+                    if (args[i].StartsWith("-o", StringComparison.Ordinal) && args[i].Length > 2) optionLists.Add(args[i][2..]);
+                    else if (args[i].StartsWith('-')) throw new UsageException($"unknown option '{args[i]}'");
+                    else positional.Add(args[i]);
+                    break;
+            }
+        }
+        if (positional.Count != 2) throw new UsageException("expected: extfuse mount memory MOUNTPOINT");
+        var (kind, mountPoint) = (positional[0], positional[1]);
+        RawFileSystem fs = kind switch
+        {
+            "memory" => new MemoryFileSystem(ownerUid: Libc_GetUid(), ownerGid: Libc_GetGid()),
+            _ => throw new UsageException($"unknown file system '{kind}' (available: memory)"),
+        };
+        var options = new MountOptions { FsName = kind, Subtype = kind, DefaultPermissions = true }.With(optionLists);
+
+        using var loggerFactory = LoggerFactory.Create(b => b
+            .AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; })
+            .SetMinimumLevel(verbosity switch { 0 => LogLevel.Information, 1 => LogLevel.Debug, _ => LogLevel.Trace }));
+        var log = loggerFactory.CreateLogger("extfuse");
+
+        var session = new FuseSession(fs, options.Session, loggerFactory.CreateLogger<FuseSession>());
+        var mount = FuseMount.Mount(mountPoint, options, log);
+        session.Start(mount);
+
+        using var stop = new ManualResetEventSlim();
+        void OnSignal(PosixSignalContext c) { c.Cancel = true; stop.Set(); }
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        session.Completion.ContinueWith(_ => stop.Set());
+
+        if (!session.Initialized.Wait(TimeSpan.FromSeconds(30)))
+            log.LogWarning("the kernel has not sent INIT after 30 s; still waiting");
+        if (session.Initialized.IsCompletedSuccessfully)
+            Console.Out.WriteLine($"extfuse: {kind} file system mounted at {mount.MountPoint} (FUSE 7.{session.ProtocolMinor}, " +
+                                  $"connection {mount.ConnectionId}); Ctrl-C to unmount");
+        Console.Out.Flush();
+        stop.Wait();
+
+        var external = session.Completion.IsCompleted;
+        session.Dispose();
+        Console.Out.WriteLine(external ? $"extfuse: {mount.MountPoint} was unmounted" : $"extfuse: unmounted {mount.MountPoint}");
+        return session.Initialized.IsCompletedSuccessfully ? 0 : 1;
+    }
+
+    [DllImport("libc", EntryPoint = "getuid")] private static extern uint Libc_GetUid();
+    [DllImport("libc", EntryPoint = "getgid")] private static extern uint Libc_GetGid();
+}

@@ -1,0 +1,90 @@
+using System.Diagnostics.CodeAnalysis;
+using System.Reflection;
+using ExtFuse.Protocol;
+using ExtFuse.Session;
+
+namespace ExtFuse;
+
+/// <summary>
+/// The nodeid-based file system API (like libfuse's lowlevel API or fuser's Filesystem trait): one
+/// virtual method per operation. Each receives the request and answers it with one of the
+/// request's Reply methods, now or later. Byte spans (names, write data) are valid only until the
+/// method returns: copy what an asynchronous handler keeps. Methods not overridden answer ENOSYS,
+/// and the INIT reply only advertises capabilities for operations that are overridden.
+/// </summary>
+[DynamicallyAccessedMembers(DynamicallyAccessedMemberTypes.PublicMethods)]
+public abstract class RawFileSystem
+{
+    /// <summary>Called with the negotiated connection before the INIT reply; adjust <paramref name="conn"/> here.</summary>
+    public virtual void Init(FuseConnection conn) { }
+
+    /// <summary>Called once when the session ends (DESTROY or unmount).</summary>
+    public virtual void Destroy() { }
+
+    public virtual void Lookup(FuseRequest r, ulong parent, ReadOnlySpan<byte> name) => r.ReplyError(Errno.ENOSYS);
+    /// <summary>The kernel dropped <paramref name="nlookup"/> references to a node. No reply.</summary>
+    public virtual void Forget(ulong nodeId, ulong nlookup) { }
+    public virtual void BatchForget(ReadOnlySpan<FuseForgetOne> forgets)
+    {
+        foreach (ref readonly var f in forgets) Forget(f.NodeId, f.Nlookup);
+    }
+    /// <summary><paramref name="fh"/> is set when the kernel asks about an open file (fstat).</summary>
+    public virtual void GetAttr(FuseRequest r, ulong nodeId, ulong? fh) => r.ReplyError(Errno.ENOSYS);
+    public virtual void SetAttr(FuseRequest r, ulong nodeId, in FuseSetattrIn attr) => r.ReplyError(Errno.ENOSYS);
+    public virtual void ReadLink(FuseRequest r, ulong nodeId) => r.ReplyError(Errno.ENOSYS);
+    public virtual void Symlink(FuseRequest r, ulong parent, ReadOnlySpan<byte> name, ReadOnlySpan<byte> target) => r.ReplyError(Errno.ENOSYS);
+    public virtual void MkNod(FuseRequest r, ulong parent, ReadOnlySpan<byte> name, uint mode, uint rdev, uint umask) => r.ReplyError(Errno.ENOSYS);
+    public virtual void MkDir(FuseRequest r, ulong parent, ReadOnlySpan<byte> name, uint mode, uint umask) => r.ReplyError(Errno.ENOSYS);
+    public virtual void Unlink(FuseRequest r, ulong parent, ReadOnlySpan<byte> name) => r.ReplyError(Errno.ENOSYS);
+    public virtual void RmDir(FuseRequest r, ulong parent, ReadOnlySpan<byte> name) => r.ReplyError(Errno.ENOSYS);
+    /// <summary>RENAME and RENAME2; <paramref name="flags"/> holds RENAME_NOREPLACE / RENAME_EXCHANGE / RENAME_WHITEOUT.</summary>
+    public virtual void Rename(FuseRequest r, ulong parent, ReadOnlySpan<byte> name, ulong newParent, ReadOnlySpan<byte> newName, uint flags) => r.ReplyError(Errno.ENOSYS);
+    public virtual void Link(FuseRequest r, ulong nodeId, ulong newParent, ReadOnlySpan<byte> newName) => r.ReplyError(Errno.ENOSYS);
+    public virtual void Open(FuseRequest r, ulong nodeId, in FuseOpenIn open) => r.ReplyError(Errno.ENOSYS);
+    public virtual void Read(FuseRequest r, ulong nodeId, in FuseReadIn read) => r.ReplyError(Errno.ENOSYS);
+    public virtual void Write(FuseRequest r, ulong nodeId, in FuseWriteIn write, ReadOnlySpan<byte> data) => r.ReplyError(Errno.ENOSYS);
+    public virtual void StatFs(FuseRequest r, ulong nodeId) => r.ReplyError(Errno.ENOSYS);
+    public virtual void Release(FuseRequest r, ulong nodeId, in FuseReleaseIn release) => r.ReplyOk();
+    public virtual void Fsync(FuseRequest r, ulong nodeId, ulong fh, bool dataOnly) => r.ReplyError(Errno.ENOSYS);
+    public virtual void SetXattr(FuseRequest r, ulong nodeId, ReadOnlySpan<byte> name, ReadOnlySpan<byte> value, uint flags) => r.ReplyError(Errno.ENOSYS);
+    /// <summary><paramref name="size"/> 0 asks for the value's size (ReplyXattrSize); otherwise ReplyData or ERANGE.</summary>
+    public virtual void GetXattr(FuseRequest r, ulong nodeId, ReadOnlySpan<byte> name, uint size) => r.ReplyError(Errno.ENOSYS);
+    public virtual void ListXattr(FuseRequest r, ulong nodeId, uint size) => r.ReplyError(Errno.ENOSYS);
+    public virtual void RemoveXattr(FuseRequest r, ulong nodeId, ReadOnlySpan<byte> name) => r.ReplyError(Errno.ENOSYS);
+    public virtual void Flush(FuseRequest r, ulong nodeId, ulong fh, ulong lockOwner) => r.ReplyError(Errno.ENOSYS);
+    public virtual void OpenDir(FuseRequest r, ulong nodeId, in FuseOpenIn open) => r.ReplyError(Errno.ENOSYS);
+    /// <summary>Answer with a listing built by <see cref="DirectoryListing"/>.</summary>
+    public virtual void ReadDir(FuseRequest r, ulong nodeId, in FuseReadIn read) => r.ReplyError(Errno.ENOSYS);
+    /// <summary>Like ReadDir with entries; every entry with a nodeid other than "." and ".." counts as a lookup.</summary>
+    public virtual void ReadDirPlus(FuseRequest r, ulong nodeId, in FuseReadIn read) => r.ReplyError(Errno.ENOSYS);
+    public virtual void ReleaseDir(FuseRequest r, ulong nodeId, in FuseReleaseIn release) => r.ReplyOk();
+    public virtual void FsyncDir(FuseRequest r, ulong nodeId, ulong fh, bool dataOnly) => r.ReplyError(Errno.ENOSYS);
+    public virtual void GetLk(FuseRequest r, ulong nodeId, in FuseLkIn lk) => r.ReplyError(Errno.ENOSYS);
+    /// <summary>SETLK and SETLKW (<paramref name="wait"/>); a waiting lock should be answered asynchronously so it does not hold a reader.</summary>
+    public virtual void SetLk(FuseRequest r, ulong nodeId, in FuseLkIn lk, bool wait) => r.ReplyError(Errno.ENOSYS);
+    public virtual void Access(FuseRequest r, ulong nodeId, uint mask) => r.ReplyError(Errno.ENOSYS);
+    public virtual void Create(FuseRequest r, ulong parent, ReadOnlySpan<byte> name, in FuseCreateIn create) => r.ReplyError(Errno.ENOSYS);
+    public virtual void Bmap(FuseRequest r, ulong nodeId, ulong block, uint blockSize) => r.ReplyError(Errno.ENOSYS);
+    public virtual void FAllocate(FuseRequest r, ulong nodeId, in FuseFallocateIn fallocate) => r.ReplyError(Errno.ENOSYS);
+    public virtual void Lseek(FuseRequest r, ulong nodeId, ulong fh, long offset, int whence) => r.ReplyError(Errno.ENOSYS);
+    public virtual void CopyFileRange(FuseRequest r, ulong nodeIdIn, in FuseCopyFileRangeIn copy) => r.ReplyError(Errno.ENOSYS);
+    public virtual void SyncFs(FuseRequest r, ulong nodeId) => r.ReplyError(Errno.ENOSYS);
+    public virtual void TmpFile(FuseRequest r, ulong parent, in FuseCreateIn create) => r.ReplyError(Errno.ENOSYS);
+    public virtual void Statx(FuseRequest r, ulong nodeId, in FuseStatxIn statx) => r.ReplyError(Errno.ENOSYS);
+
+    /// <summary>Which operations this file system overrides; INIT capabilities are derived from it.</summary>
+    public virtual bool Implements(string method) => ImplementedMethods.Contains(method);
+
+    private HashSet<string>? _implemented;
+
+    private HashSet<string> ImplementedMethods => _implemented ??= FindOverrides();
+
+    private HashSet<string> FindOverrides()
+    {
+        var set = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var m in GetType().GetMethods(BindingFlags.Public | BindingFlags.Instance))
+            if (m.IsVirtual && m.DeclaringType != typeof(RawFileSystem) && m.GetBaseDefinition().DeclaringType == typeof(RawFileSystem))
+                set.Add(m.Name);
+        return set;
+    }
+}

@@ -1,0 +1,37 @@
+using ExtFuse.Protocol;
+
+namespace ExtFuse.Session;
+
+/// <summary>Tuning of a session; most of it can also be given as -o options (see MountOptions).</summary>
+public sealed record FuseSessionOptions
+{
+    /// <summary>Reader threads, each with its own cloned /dev/fuse descriptor.</summary>
+    public int Threads { get; init; } = Math.Clamp(Environment.ProcessorCount, 2, 8);
+    /// <summary>Largest WRITE the kernel sends; capped by /proc/sys/fs/fuse/max_pages_limit.</summary>
+    public uint MaxWrite { get; init; } = 1 << 20;
+    public uint MaxReadahead { get; init; } = 1 << 20;
+    public ushort MaxBackground { get; init; } = 64;
+    public ushort CongestionThreshold { get; init; } = 48;
+    /// <summary>Kernel write-back caching of writes (opt-in: the file system must cope with writes from any handle).</summary>
+    public bool WritebackCache { get; init; }
+    /// <summary>Handle "." and ".." lookups (needed for NFS export and open_by_handle_at).</summary>
+    public bool ExportSupport { get; init; }
+}
+
+/// <summary>What INIT negotiated. A file system may adjust Flags and the limits in RawFileSystem.Init.</summary>
+public sealed class FuseConnection
+{
+    public uint ProtocolMajor { get; internal set; }
+    public uint ProtocolMinor { get; internal set; }
+    /// <summary>Everything the kernel offered.</summary>
+    public InitFlags KernelFlags { get; internal set; }
+    /// <summary>What will be enabled (always a subset of KernelFlags).</summary>
+    public InitFlags Flags { get; set; }
+    public uint MaxReadahead { get; set; }
+    public uint MaxWrite { get; set; }
+    public ushort MaxPages { get; set; }
+    public ushort MaxBackground { get; set; }
+    public ushort CongestionThreshold { get; set; }
+    public uint TimeGranularity { get; set; } = 1;
+    public bool Has(InitFlags f) => (Flags & f) == f;
+}

@@ -1,0 +1,210 @@
+using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using ExtFuse.Mounting;
+using ExtFuse.Protocol;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace ExtFuse.Session;
+
+/// <summary>
+/// Serves one mounted file system: dedicated reader threads, each reading its own cloned /dev/fuse
+/// descriptor into a pinned buffer and handling the request inline (go-fuse and fuser measured
+/// inline handling as the fast choice). Ends when the kernel reports ENODEV (unmounted/aborted).
+/// </summary>
+public sealed partial class FuseSession : IDisposable
+{
+    private readonly RawFileSystem _fs;
+    private readonly FuseSessionOptions _options;
+    private readonly ConcurrentDictionary<ulong, FuseRequest> _detached = new();
+    private readonly List<Reader> _readers = [];
+    private readonly TaskCompletionSource _initialized = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _completed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly ConcurrentDictionary<ulong, TaskCompletionSource<byte[]>> _retrieves = new();
+    private readonly ulong[] _orphanInterrupts = new ulong[16];
+    private int _orphanCount;
+    private long _nextNotifyUnique;
+    private int _liveReaders;
+    private int _destroyed;
+    private IFuseChannel? _notifyChannel;
+
+    public FuseSession(RawFileSystem fs, FuseSessionOptions? options = null, ILogger? logger = null)
+    {
+        _fs = fs;
+        _options = options ?? new FuseSessionOptions();
+        Log = new SessionLog(logger ?? NullLogger.Instance);
+    }
+
+    internal SessionLog Log { get; }
+    public FuseConnection Connection { get; } = new();
+    public FuseMount? Mount { get; private set; }
+    public uint ProtocolMinor => Connection.ProtocolMinor;
+    /// <summary>Completes when the kernel's INIT has been answered.</summary>
+    public Task Initialized => _initialized.Task;
+    /// <summary>Completes when every reader has stopped (unmount, abort, or a fatal read error).</summary>
+    public Task Completion => _completed.Task;
+
+    /// <summary>Requests handled so far, by all readers.</summary>
+    public long RequestCount => Interlocked.Read(ref _requestCount);
+    private long _requestCount;
+
+    /// <summary>Starts the reader threads on a mounted connection.</summary>
+    public void Start(FuseMount mount)
+    {
+        if (Mount is not null) throw new InvalidOperationException("session already started");
+        Mount = mount;
+        _notifyChannel = new DeviceChannel(mount.Fd);
+        var bufferSize = (int)Math.Max(FuseConstants.MinReadBuffer, EffectiveMaxWrite() + 4096);
+        var threads = Math.Max(1, _options.Threads);
+        _liveReaders = threads;
+        for (var i = 0; i < threads; i++)
+        {
+            var fd = i == 0 ? mount.Fd : CloneDevice(mount.Fd);
+            var reader = new Reader(this, fd, ownsFd: i != 0, bufferSize);
+            _readers.Add(reader);
+        }
+        for (var i = 0; i < _readers.Count; i++)
+        {
+            var reader = _readers[i];
+            new Thread(reader.Run) { IsBackground = true, Name = $"fuse-reader-{i}" }.Start();
+        }
+    }
+
+    /// <summary>Unmounts (which ends the session) and waits for the readers.</summary>
+    public void Dispose()
+    {
+        Mount?.Unmount();
+        if (Mount is not null && !_completed.Task.Wait(TimeSpan.FromSeconds(10)))
+        {
+            Mount.Abort();
+            _completed.Task.Wait(TimeSpan.FromSeconds(10));
+        }
+        Mount?.Dispose();
+    }
+
+    private static unsafe int CloneDevice(int sessionFd)
+    {
+        var fd = Libc.Open("/dev/fuse", Libc.O_RDWR | Libc.O_CLOEXEC);
+        if (fd < 0) throw new FuseException($"cannot open /dev/fuse for a reader: {Errno.Describe(Libc.LastErrno)}", Libc.LastErrno);
+        uint master = (uint)sessionFd;
+        if (Libc.Ioctl(fd, FuseConstants.DevIocClone, &master) < 0)
+        {
+            var err = Libc.LastErrno;
+            Libc.Close(fd);
+            throw new FuseException($"FUSE_DEV_IOC_CLONE failed: {Errno.Describe(err)}", err);
+        }
+        return fd;
+    }
+
+    internal uint EffectiveMaxWrite()
+    {
+        var limitPages = ReadMaxPagesLimit();
+        return Math.Min(Math.Max(_options.MaxWrite, 4096u), limitPages * 4096u);
+    }
+
+    private static uint ReadMaxPagesLimit()
+    {
+        try { return uint.Parse(File.ReadAllText("/proc/sys/fs/fuse/max_pages_limit").Trim()); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException) { return 256; }
+    }
+
+    // ---- requests ----
+
+    /// <summary>Each reader reuses one request object while its handlers answer synchronously.</summary>
+    internal FuseRequest Rent() => new(this);
+
+    /// <summary>
+    /// A detached (asynchronously answered) request has been answered. It is not pooled again: the
+    /// asynchronous path allocates anyway, and never reusing it keeps the interrupt table exact.
+    /// </summary>
+    internal void Release(FuseRequest r) => _detached.TryRemove(KeyValuePair.Create(r.Unique, r));
+
+    // ---- reader ----
+
+    private sealed unsafe class Reader(FuseSession session, int fd, bool ownsFd, int bufferSize)
+    {
+        private readonly DeviceChannel _channel = new(fd);
+        public volatile FuseRequest? Current;
+
+        public void Run()
+        {
+            var buffer = (byte*)NativeMemory.AlignedAlloc((nuint)bufferSize, 4096);
+            var request = session.Rent();
+            string reason = "unmounted";
+            try
+            {
+                while (true)
+                {
+                    var n = Libc.Read(fd, buffer, (nuint)bufferSize);
+                    if (n < 0)
+                    {
+                        var err = Libc.LastErrno;
+                        // ENOENT: the request was interrupted before we read it; EINTR/EAGAIN: retry.
+                        if (err is Errno.EINTR or Errno.EAGAIN or Errno.ENOENT) continue;
+                        if (err is Errno.ENODEV or Errno.ECONNABORTED) break;
+                        reason = $"read error {err}";
+                        session.Log.ReadFailed(Errno.Describe(err), err);
+                        break;
+                    }
+                    Current = request;
+                    session.Process(new ReadOnlySpan<byte>(buffer, (int)n), _channel, request);
+                    Current = null;
+                    if (request.DetachIfPending())
+                    {
+                        // The handler keeps it and answers later: the interrupt lookup must find it.
+                        var entry = KeyValuePair.Create(request.Unique, request);
+                        session._detached[request.Unique] = request;
+                        if (request.IsDone) session._detached.TryRemove(entry);
+                        request = session.Rent();
+                    }
+                    else request.Recycle();
+                }
+            }
+            finally
+            {
+                NativeMemory.AlignedFree(buffer);
+                if (ownsFd) Libc.Close(fd);
+                session.ReaderStopped(reason);
+            }
+        }
+    }
+
+    private void ReaderStopped(string reason)
+    {
+        if (Interlocked.Decrement(ref _liveReaders) != 0) return;
+        RunDestroy();
+        Log.Ended(reason);
+        foreach (var kv in _retrieves) kv.Value.TrySetException(new FuseException("session ended", Errno.ENODEV));
+        _initialized.TrySetException(new FuseException($"session ended before INIT ({reason})", Errno.ENODEV));
+        _completed.TrySetResult();
+    }
+
+    private void RunDestroy()
+    {
+        if (Interlocked.Exchange(ref _destroyed, 1) != 0) return;
+        try { _fs.Destroy(); } catch (Exception e) { Log.DestroyFailed(e); }
+    }
+
+    // ---- interrupts ----
+
+    private void Interrupt(ulong unique)
+    {
+        foreach (var reader in _readers)
+        {
+            var cur = reader.Current;
+            if (cur is not null && cur.Unique == unique) { cur.Interrupt(unique); return; }
+        }
+        if (_detached.TryGetValue(unique, out var r)) { r.Interrupt(unique); return; }
+        // The request may not have been picked up by its reader yet: remember it briefly.
+        lock (_orphanInterrupts) _orphanInterrupts[_orphanCount++ % _orphanInterrupts.Length] = unique;
+    }
+
+    private void CheckOrphanInterrupt(FuseRequest r)
+    {
+        if (Volatile.Read(ref _orphanCount) == 0) return;
+        lock (_orphanInterrupts)
+            for (var i = 0; i < Math.Min(_orphanCount, _orphanInterrupts.Length); i++)
+                if (_orphanInterrupts[i] == r.Unique) { _orphanInterrupts[i] = 0; r.Interrupt(r.Unique); }
+    }
+}

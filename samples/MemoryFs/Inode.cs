@@ -193,5 +193,6 @@ internal struct LockRange
     public uint Type;         // F_RDLCK 0, F_WRLCK 1
     public ulong Owner;
     public uint Pid;
+    public ulong Fh;          // the open file it was taken through
     public readonly bool Overlaps(long start, long end) => Start <= end && start <= End;
 }

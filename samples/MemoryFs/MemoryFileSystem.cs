@@ -23,6 +23,7 @@ public sealed class MemoryFileSystem : RawFileSystem
     private readonly Dictionary<ulong, Inode> _nodes = [];
     private readonly List<LockWaiter> _waiters = [];
     private ulong _nextIno = 2;
+    private ulong _nextFh = 1;            // every open gets its own handle: locks taken through it die with it
     private long _usedBytes;
 
     public MemoryFileSystem(long capacityBytes = 16L << 30, uint ownerUid = 0, uint ownerGid = 0)
@@ -417,13 +418,13 @@ public sealed class MemoryFileSystem : RawFileSystem
                 if (existing.Node.IsDir) { r.ReplyError(Errno.EISDIR); return; }
                 OpenExisting(existing.Node, c.Flags, c.OpenFlags);
                 existing.Node.Lookups++;
-                r.ReplyCreate(Entry(existing.Node), new FuseOpenOut());
+                r.ReplyCreate(Entry(existing.Node), new FuseOpenOut { Fh = _nextFh++ });
                 return;
             }
             err = Create(r, parent, name, Mode.IFREG | (c.Mode & Mode.Perms), 0, out var n);
             if (err != 0) { r.ReplyError(err); return; }
             n.Lookups++;
-            r.ReplyCreate(Entry(n), new FuseOpenOut());
+            r.ReplyCreate(Entry(n), new FuseOpenOut { Fh = _nextFh++ });
         }
     }
 
@@ -437,7 +438,7 @@ public sealed class MemoryFileSystem : RawFileSystem
             var n = NewInode(Mode.IFREG | (c.Mode & Mode.Perms), r.Uid, gid);
             n.Nlink = 0; // no name until linkat(2) gives it one
             n.Lookups++;
-            r.ReplyCreate(Entry(n), new FuseOpenOut());
+            r.ReplyCreate(Entry(n), new FuseOpenOut { Fh = _nextFh++ });
         }
     }
 
@@ -463,7 +464,7 @@ public sealed class MemoryFileSystem : RawFileSystem
             if (!TryNode(nodeId, out var n)) { r.ReplyError(Errno.ENOENT); return; }
             if (n.IsDir && (o.Flags & Libc_O_ACCMODE) != 0) { r.ReplyError(Errno.EISDIR); return; }
             OpenExisting(n, o.Flags, o.OpenFlags);
-            r.ReplyOpen(new FuseOpenOut { OpenFlags = OpenReplyFlags.KeepCache });
+            r.ReplyOpen(new FuseOpenOut { Fh = _nextFh++, OpenFlags = OpenReplyFlags.KeepCache });
         }
     }
 
@@ -522,10 +523,13 @@ public sealed class MemoryFileSystem : RawFileSystem
     {
         lock (_gate)
         {
-            if ((release.ReleaseFlags & FuseFlags.ReleaseFlockUnlock) != 0 && TryNode(nodeId, out var n) && n.FlockLocks is { } locks)
+            // The last close of an open file: its flock and open-file-description locks go with it
+            // (the kernel sends no unlock for those).
+            if (TryNode(nodeId, out var n) && (n.FlockLocks is { Count: > 0 } || n.PosixLocks is { Count: > 0 }))
             {
-                var owner = release.LockOwner;
-                locks.RemoveAll(l => l.Owner == owner);
+                var fh = release.Fh;
+                n.FlockLocks?.RemoveAll(l => l.Fh == fh);
+                n.PosixLocks?.RemoveAll(l => l.Fh == fh);
                 WakeWaiters(n);
             }
         }
@@ -798,7 +802,12 @@ public sealed class MemoryFileSystem : RawFileSystem
         {
             if (!TryNode(nodeId, out var n)) { r.ReplyError(Errno.ENOENT); return; }
             if (lk.Lk.Type is not (F_RDLCK or F_WRLCK or F_UNLCK)) { r.ReplyError(Errno.EINVAL); return; }
-            if (TryLock(n, lk)) { r.ReplyOk(); return; }
+            if (TryLock(n, lk))
+            {
+                r.ReplyOk();
+                WakeWaiters(n); // an unlock or downgrade may let a waiter in
+                return;
+            }
             if (!wait) { r.ReplyError(Errno.EAGAIN); return; }
             // Wait without holding a reader thread: the reply comes when the lock is granted or on INTERRUPT.
             var waiter = new LockWaiter(r, n, lk);
@@ -826,7 +835,7 @@ public sealed class MemoryFileSystem : RawFileSystem
             if (l.End > end) locks.Add(l with { Start = end + 1 });
         }
         if (lk.Lk.Type != F_UNLCK)
-            locks.Add(new LockRange { Start = start, End = end, Type = lk.Lk.Type, Owner = lk.Owner, Pid = lk.Lk.Pid });
+            locks.Add(new LockRange { Start = start, End = end, Type = lk.Lk.Type, Owner = lk.Owner, Pid = lk.Lk.Pid, Fh = lk.Fh });
         return true;
     }
 

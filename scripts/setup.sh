@@ -27,6 +27,13 @@ if [ ! -e /dev/fuse ]; then
   modprobe fuse || { echo "setup: /dev/fuse is missing and 'modprobe fuse' failed: this kernel has no FUSE" >&2; exit 1; }
 fi
 
+# Debian's udev rules make /dev/fuse 0666 so users can mount through fusermount3 (which opens
+# it with the user's rights); machines without udev leave it 0600.
+if [ "$(stat -c %a /dev/fuse)" != "666" ] && [ "$(id -u)" -eq 0 ]; then
+  echo "setup: /dev/fuse is mode $(stat -c %a /dev/fuse); making it 0666 as udev does, so normal users can mount"
+  chmod 0666 /dev/fuse
+fi
+
 if ! command -v dotnet >/dev/null 2>&1; then
   echo "setup: the .NET SDK 10 is not on PATH; install it (https://learn.microsoft.com/dotnet/core/install/linux-debian) and run again" >&2
   exit 1

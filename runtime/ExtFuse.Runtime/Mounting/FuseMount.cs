@@ -123,6 +123,8 @@ public sealed unsafe class FuseMount : IDisposable
             proc.WaitForExit(10_000);
             var err = proc.StandardError.ReadToEnd().Trim();
             Libc.Close(ours);
+            if (err.Contains("/dev/fuse") && err.Contains("Permission denied"))
+                err += " (fusermount3 opens /dev/fuse with your rights: it must be mode 0666, as Debian's udev rules make it)";
             throw new FuseException($"fusermount3 could not mount {path}: {(err.Length > 0 ? err : $"exit status {proc.ExitCode}")}", Errno.EPERM);
         }
         Libc.Fcntl(fd, Libc.F_SETFD, Libc.FD_CLOEXEC);

@@ -16,7 +16,7 @@ public sealed class FuseRequest
     private const int Handling = 0, Detached = 1, Done = 2;
 
     private readonly FuseSession? _session;
-    private int _state;
+    private int _state = Done;            // until Begin: a message too short to parse leaves nothing pending
     private int _replyClaimed;
     private bool _interrupted;
     private CancellationTokenSource? _cts;

@@ -27,37 +27,44 @@ public ref struct DirectoryListing
     public static uint TypeOf(uint mode) => (mode & 0xF000) >> 12;
 
     /// <summary>Adds a READDIR entry; false (and nothing added) when it does not fit.</summary>
-    public bool Add(ulong ino, scoped ReadOnlySpan<byte> name, uint mode, ulong nextOffset)
-    {
-        var recLen = Align(24 + name.Length);
-        if (_length + recLen > _buffer.Length) return false;
-        WriteDirent(_buffer.Slice(_length, recLen), ino, name, mode, nextOffset);
-        _length += recLen;
-        return true;
-    }
+    public bool Add(ulong ino, scoped ReadOnlySpan<byte> name, uint mode, ulong nextOffset) =>
+        Advance(Encode(_buffer[_length..], ino, name, mode, nextOffset));
 
     /// <summary>Adds a READDIRPLUS entry. An entry with NodeId 0 carries no lookup reference.</summary>
-    public bool AddPlus(scoped in FuseEntryOut entry, scoped ReadOnlySpan<byte> name, ulong nextOffset)
-    {
-        var entrySize = Unsafe.SizeOf<FuseEntryOut>();
-        var recLen = entrySize + Align(24 + name.Length);
-        if (_length + recLen > _buffer.Length) return false;
-        var rec = _buffer.Slice(_length, recLen);
-        MemoryMarshal.Write(rec, in entry);
-        WriteDirent(rec[entrySize..], entry.Attr.Ino, name, entry.Attr.Mode, nextOffset);
-        _length += recLen;
-        return true;
-    }
+    public bool AddPlus(scoped in FuseEntryOut entry, scoped ReadOnlySpan<byte> name, ulong nextOffset) =>
+        Advance(EncodePlus(_buffer[_length..], entry, name, nextOffset));
 
     public readonly void Reply() => _request.ReplyBuffer(_length);
 
-    private static int Align(int n) => (n + 7) & ~7;
-
-    private static void WriteDirent(Span<byte> rec, ulong ino, scoped ReadOnlySpan<byte> name, uint mode, ulong off)
+    private bool Advance(int written)
     {
-        var d = new FuseDirent { Ino = ino, Off = off, NameLen = (uint)name.Length, Type = TypeOf(mode) };
-        MemoryMarshal.Write(rec, in d);
-        name.CopyTo(rec[24..]);
-        rec[(24 + name.Length)..].Clear();
+        if (written == 0) return false;
+        _length += written;
+        return true;
+    }
+
+    /// <summary>Size of a READDIR (or, with plus, READDIRPLUS) record for a name.</summary>
+    public static int RecordSize(int nameLength, bool plus) =>
+        ((24 + nameLength + 7) & ~7) + (plus ? Unsafe.SizeOf<FuseEntryOut>() : 0);
+
+    /// <summary>Writes one fuse_dirent at the start of <paramref name="dest"/>; returns its size, or 0 if it does not fit.</summary>
+    public static int Encode(Span<byte> dest, ulong ino, scoped ReadOnlySpan<byte> name, uint mode, ulong nextOffset)
+    {
+        var size = RecordSize(name.Length, plus: false);
+        if (size > dest.Length) return 0;
+        var d = new FuseDirent { Ino = ino, Off = nextOffset, NameLen = (uint)name.Length, Type = TypeOf(mode) };
+        MemoryMarshal.Write(dest, in d);
+        name.CopyTo(dest[24..]);
+        dest[(24 + name.Length)..size].Clear();
+        return size;
+    }
+
+    /// <summary>Writes one fuse_direntplus; returns its size, or 0 if it does not fit.</summary>
+    public static int EncodePlus(Span<byte> dest, scoped in FuseEntryOut entry, scoped ReadOnlySpan<byte> name, ulong nextOffset)
+    {
+        var entrySize = Unsafe.SizeOf<FuseEntryOut>();
+        if (RecordSize(name.Length, plus: true) > dest.Length) return 0;
+        MemoryMarshal.Write(dest, in entry);
+        return entrySize + Encode(dest[entrySize..], entry.Attr.Ino, name, entry.Attr.Mode, nextOffset);
     }
 }

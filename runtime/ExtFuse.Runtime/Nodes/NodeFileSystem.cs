@@ -1,0 +1,456 @@
+using System.Text;
+using ExtFuse.Protocol;
+using ExtFuse.Session;
+
+namespace ExtFuse.Nodes;
+
+/// <summary>
+/// Serves a tree of <see cref="Node"/> objects over the raw nodeid protocol (as go-fuse's fs
+/// package does over its raw layer). The framework keeps the nodeid table, lookup counts,
+/// FORGET, open handles, the names the kernel knows, and moves them on rename and unlink.
+/// Node operations run on the reader thread, outside the table's lock.
+/// </summary>
+public class NodeFileSystem : RawFileSystem
+{
+    private readonly object _table = new();
+    private readonly Dictionary<ulong, Node> _byId = [];
+    private readonly Dictionary<ulong, Node> _byIno = [];
+    private readonly Dictionary<ulong, FileHandle> _handles = [];
+    private ulong _nextId = FuseConstants.RootId + 1;
+    private ulong _nextHandle = 1;
+
+    public NodeFileSystem(Node root)
+    {
+        Root = root;
+        root.NodeId = FuseConstants.RootId;
+        root.Tree = this;
+        root.Lookups = 1;
+        _byId[root.NodeId] = root;
+        if (root.StableIno != 0) _byIno[root.StableIno] = root;
+    }
+
+    public Node Root { get; }
+    public TimeSpan EntryTimeout { get; init; } = TimeSpan.FromSeconds(1);
+    public TimeSpan AttrTimeout { get; init; } = TimeSpan.FromSeconds(1);
+    /// <summary>How long the kernel may remember that a name does not exist (0: not at all).</summary>
+    public TimeSpan NegativeTimeout { get; init; } = TimeSpan.Zero;
+
+    /// <summary>Nodes the kernel currently holds (plus the root).</summary>
+    public int NodeCount { get { lock (_table) return _byId.Count; } }
+    public int OpenHandleCount { get { lock (_table) return _handles.Count; } }
+
+    // ---- the table ----
+
+    private Node? Get(ulong id) { lock (_table) return _byId.GetValueOrDefault(id); }
+
+    private static string Key(ReadOnlySpan<byte> name) => Encoding.Latin1.GetString(name);
+
+    /// <summary>Records that the kernel now holds one more reference to parent/name -> child; returns the node it knows.</summary>
+    private Node Register(Node parent, ReadOnlySpan<byte> name, Node child)
+    {
+        Node? discard = null;
+        Node node;
+        lock (_table)
+        {
+            node = child;
+            if (child.NodeId == 0 && child.StableIno != 0 && _byIno.TryGetValue(child.StableIno, out var known) && known != child)
+            {
+                discard = child;
+                node = known;
+            }
+            if (node.NodeId == 0)
+            {
+                node.NodeId = _nextId++;
+                node.Tree = this;
+                _byId[node.NodeId] = node;
+                if (node.StableIno != 0) _byIno[node.StableIno] = node;
+            }
+            node.Lookups++;
+            if (!name.IsEmpty) Bind(parent, Key(name), node);
+        }
+        discard?.OnForget();
+        return node;
+    }
+
+    private static void Bind(Node parent, string name, Node child)
+    {
+        if (parent.KnownChildren.TryGetValue(name, out var old))
+        {
+            if (old == child) return;
+            old.Parents.Remove((parent, name));
+        }
+        parent.KnownChildren[name] = child;
+        child.Parents.Add((parent, name));
+    }
+
+    private static void Unbind(Node parent, string name)
+    {
+        if (parent.KnownChildren.Remove(name, out var child)) child.Parents.Remove((parent, name));
+    }
+
+    internal string? PathOf(Node node)
+    {
+        lock (_table)
+        {
+            var parts = new List<string>();
+            for (var n = node; n != Root; )
+            {
+                if (n.Parents.Count == 0) return null;
+                var (p, name) = n.Parents[0];
+                parts.Add(name);
+                n = p;
+                if (parts.Count > 4096) return null;
+            }
+            parts.Reverse();
+            return "/" + string.Join('/', parts);
+        }
+    }
+
+    public override void Forget(ulong nodeId, ulong nlookup)
+    {
+        Node? gone = null;
+        lock (_table)
+        {
+            if (!_byId.TryGetValue(nodeId, out var n) || n == Root) return;
+            n.Lookups -= (long)nlookup;
+            if (n.Lookups > 0) return;
+            _byId.Remove(nodeId);
+            if (n.StableIno != 0 && _byIno.GetValueOrDefault(n.StableIno) == n) _byIno.Remove(n.StableIno);
+            foreach (var (p, name) in n.Parents.ToArray()) if (p.KnownChildren.GetValueOrDefault(name) == n) p.KnownChildren.Remove(name);
+            n.Parents.Clear();
+            gone = n;
+        }
+        gone.OnForget();
+    }
+
+    private ulong AddHandle(FileHandle h) { lock (_table) { var id = _nextHandle++; _handles[id] = h; return id; } }
+    private FileHandle? Handle(ulong fh) { lock (_table) return _handles.GetValueOrDefault(fh); }
+
+    // ---- replies ----
+
+    private static (ulong, uint) Split(TimeSpan t) => ((ulong)(t.Ticks / TimeSpan.TicksPerSecond), (uint)(t.Ticks % TimeSpan.TicksPerSecond * 100));
+
+    private FuseEntryOut EntryFor(Node node, in FuseAttr attr)
+    {
+        var (es, en) = Split(EntryTimeout);
+        var (@as, an) = Split(AttrTimeout);
+        var a = attr;
+        if (node.StableIno != 0) a.Ino = node.StableIno;
+        return new FuseEntryOut { NodeId = node.NodeId, Generation = node.Generation, EntryValid = es, EntryValidNsec = en, AttrValid = @as, AttrValidNsec = an, Attr = a };
+    }
+
+    private FuseAttrOut AttrFor(Node node, in FuseAttr attr)
+    {
+        var (s, ns) = Split(AttrTimeout);
+        var a = attr;
+        if (node.StableIno != 0) a.Ino = node.StableIno;
+        return new FuseAttrOut { AttrValid = s, AttrValidNsec = ns, Attr = a };
+    }
+
+    private void ReplyNew(FuseRequest r, Node parent, ReadOnlySpan<byte> name, Node child, in FuseAttr attr)
+    {
+        var node = Register(parent, name, child);
+        r.ReplyEntry(EntryFor(node, attr));
+    }
+
+    private static bool Fail(FuseRequest r, int err)
+    {
+        if (err == 0) return false;
+        r.ReplyError(err);
+        return true;
+    }
+
+    private bool Resolve<T>(FuseRequest r, ulong id, out Node node, out T op) where T : class
+    {
+        op = null!;
+        node = Get(id)!;
+        if (node is null) { r.ReplyError(Errno.ENOENT); return false; }
+        if (node is not T t) { r.ReplyError(Errno.ENOSYS); return false; }
+        op = t;
+        return true;
+    }
+
+    // ---- operations ----
+
+    public override void Lookup(FuseRequest r, ulong parent, ReadOnlySpan<byte> name)
+    {
+        if (!Resolve<INodeLookup>(r, parent, out var p, out var op)) return;
+        var err = op.Lookup(new OpContext(r), name, out var child, out var attr);
+        if (err == Errno.ENOENT && NegativeTimeout > TimeSpan.Zero)
+        {
+            var (s, ns) = Split(NegativeTimeout);
+            r.ReplyEntry(new FuseEntryOut { NodeId = 0, EntryValid = s, EntryValidNsec = ns });
+            return;
+        }
+        if (Fail(r, err)) return;
+        ReplyNew(r, p, name, child, attr);
+    }
+
+    public override void GetAttr(FuseRequest r, ulong nodeId, ulong? fh)
+    {
+        var node = Get(nodeId);
+        if (node is null) { r.ReplyError(Errno.ENOENT); return; }
+        FuseAttr attr;
+        int err;
+        if (fh is { } h && Handle(h) is { } handle && (err = handle.GetAttr(new OpContext(r), out attr)) != Errno.ENOSYS) { }
+        else if (node is INodeGetAttr g) err = g.GetAttr(new OpContext(r), out attr);
+        else { r.ReplyError(Errno.ENOSYS); return; }
+        if (!Fail(r, err)) r.ReplyAttr(AttrFor(node, attr));
+    }
+
+    public override void SetAttr(FuseRequest r, ulong nodeId, in FuseSetattrIn set)
+    {
+        if (!Resolve<INodeSetAttr>(r, nodeId, out var node, out var op)) return;
+        var fh = (set.Valid & SetAttrValid.Fh) != 0 ? Handle(set.Fh) : null;
+        if (!Fail(r, op.SetAttr(new OpContext(r), fh, set, out var attr))) r.ReplyAttr(AttrFor(node, attr));
+    }
+
+    public override void ReadLink(FuseRequest r, ulong nodeId)
+    {
+        if (!Resolve<INodeReadLink>(r, nodeId, out _, out var op)) return;
+        var buf = r.GetReplyBuffer(4096);
+        if (!Fail(r, op.ReadLink(new OpContext(r), buf, out var n))) r.ReplyBuffer(n);
+    }
+
+    public override void MkDir(FuseRequest r, ulong parent, ReadOnlySpan<byte> name, uint mode, uint umask)
+    {
+        if (!Resolve<INodeMkDir>(r, parent, out var p, out var op)) return;
+        if (!Fail(r, op.MkDir(new OpContext(r), name, mode, out var child, out var attr))) ReplyNew(r, p, name, child, attr);
+    }
+
+    public override void MkNod(FuseRequest r, ulong parent, ReadOnlySpan<byte> name, uint mode, uint rdev, uint umask)
+    {
+        if (!Resolve<INodeMkNod>(r, parent, out var p, out var op)) return;
+        if (!Fail(r, op.MkNod(new OpContext(r), name, mode, rdev, out var child, out var attr))) ReplyNew(r, p, name, child, attr);
+    }
+
+    public override void Symlink(FuseRequest r, ulong parent, ReadOnlySpan<byte> name, ReadOnlySpan<byte> target)
+    {
+        if (!Resolve<INodeSymlink>(r, parent, out var p, out var op)) return;
+        if (!Fail(r, op.Symlink(new OpContext(r), target, name, out var child, out var attr))) ReplyNew(r, p, name, child, attr);
+    }
+
+    public override void Link(FuseRequest r, ulong nodeId, ulong newParent, ReadOnlySpan<byte> newName)
+    {
+        var target = Get(nodeId);
+        if (target is null) { r.ReplyError(Errno.ENOENT); return; }
+        if (!Resolve<INodeLink>(r, newParent, out var p, out var op)) return;
+        if (!Fail(r, op.Link(new OpContext(r), target, newName, out var child, out var attr))) ReplyNew(r, p, newName, child, attr);
+    }
+
+    public override void Unlink(FuseRequest r, ulong parent, ReadOnlySpan<byte> name)
+    {
+        if (!Resolve<INodeUnlink>(r, parent, out var p, out var op)) return;
+        if (Fail(r, op.Unlink(new OpContext(r), name))) return;
+        lock (_table) Unbind(p, Key(name));
+        r.ReplyOk();
+    }
+
+    public override void RmDir(FuseRequest r, ulong parent, ReadOnlySpan<byte> name)
+    {
+        if (!Resolve<INodeRmDir>(r, parent, out var p, out var op)) return;
+        if (Fail(r, op.RmDir(new OpContext(r), name))) return;
+        lock (_table) Unbind(p, Key(name));
+        r.ReplyOk();
+    }
+
+    public override void Rename(FuseRequest r, ulong parent, ReadOnlySpan<byte> name, ulong newParent, ReadOnlySpan<byte> newName, uint flags)
+    {
+        if (!Resolve<INodeRename>(r, parent, out var p, out var op)) return;
+        var np = Get(newParent);
+        if (np is null) { r.ReplyError(Errno.ENOENT); return; }
+        if (Fail(r, op.Rename(new OpContext(r), name, np, newName, flags))) return;
+        lock (_table)
+        {
+            string from = Key(name), to = Key(newName);
+            p.KnownChildren.TryGetValue(from, out var moved);
+            np.KnownChildren.TryGetValue(to, out var other);
+            Unbind(p, from);
+            Unbind(np, to);
+            if (moved is not null) Bind(np, to, moved);
+            if ((flags & FuseFlags.RenameExchange) != 0 && other is not null) Bind(p, from, other);
+        }
+        r.ReplyOk();
+    }
+
+    public override void Create(FuseRequest r, ulong parent, ReadOnlySpan<byte> name, in FuseCreateIn c)
+    {
+        if (!Resolve<INodeCreate>(r, parent, out var p, out var op)) return;
+        if (Fail(r, op.Create(new OpContext(r), name, c.Flags, c.Mode, out var child, out var attr, out var handle, out var flags))) return;
+        var node = Register(p, name, child);
+        r.ReplyCreate(EntryFor(node, attr), new FuseOpenOut { Fh = AddHandle(handle), OpenFlags = flags });
+    }
+
+    public override void TmpFile(FuseRequest r, ulong parent, in FuseCreateIn c)
+    {
+        if (!Resolve<INodeTmpFile>(r, parent, out var p, out var op)) return;
+        if (Fail(r, op.TmpFile(new OpContext(r), c.Flags, c.Mode, out var child, out var attr, out var handle))) return;
+        var node = Register(p, default, child);
+        r.ReplyCreate(EntryFor(node, attr), new FuseOpenOut { Fh = AddHandle(handle) });
+    }
+
+    public override void Open(FuseRequest r, ulong nodeId, in FuseOpenIn o)
+    {
+        if (!Resolve<INodeOpen>(r, nodeId, out _, out var op)) return;
+        if (!Fail(r, op.Open(new OpContext(r), o.Flags, out var handle, out var flags)))
+            r.ReplyOpen(new FuseOpenOut { Fh = AddHandle(handle), OpenFlags = flags });
+    }
+
+    public override void OpenDir(FuseRequest r, ulong nodeId, in FuseOpenIn o)
+    {
+        if (!Resolve<INodeOpenDir>(r, nodeId, out _, out var op)) return;
+        if (!Fail(r, op.OpenDir(new OpContext(r), o.Flags, out var handle)))
+            r.ReplyOpen(new FuseOpenOut { Fh = AddHandle(handle) });
+    }
+
+    private bool HandleFor(FuseRequest r, ulong fh, out FileHandle handle)
+    {
+        handle = Handle(fh)!;
+        if (handle is not null) return true;
+        r.ReplyError(Errno.EBADF);
+        return false;
+    }
+
+    public override void Read(FuseRequest r, ulong nodeId, in FuseReadIn read)
+    {
+        if (!HandleFor(r, read.Fh, out var h)) return;
+        var buf = r.GetReplyBuffer((int)read.Size);
+        if (!Fail(r, h.Read(new OpContext(r), (long)read.Offset, buf, out var n))) r.ReplyBuffer(n);
+    }
+
+    public override void Write(FuseRequest r, ulong nodeId, in FuseWriteIn write, ReadOnlySpan<byte> data)
+    {
+        if (!HandleFor(r, write.Fh, out var h)) return;
+        if (!Fail(r, h.Write(new OpContext(r), (long)write.Offset, data, out var n))) r.ReplyWrite((uint)n);
+    }
+
+    public override void Flush(FuseRequest r, ulong nodeId, ulong fh, ulong lockOwner)
+    {
+        if (!HandleFor(r, fh, out var h)) return;
+        if (!Fail(r, h.Flush(new OpContext(r)))) r.ReplyOk();
+    }
+
+    public override void Release(FuseRequest r, ulong nodeId, in FuseReleaseIn release) => ReleaseHandle(r, release.Fh);
+    public override void ReleaseDir(FuseRequest r, ulong nodeId, in FuseReleaseIn release) => ReleaseHandle(r, release.Fh);
+
+    private void ReleaseHandle(FuseRequest r, ulong fh)
+    {
+        FileHandle? h;
+        lock (_table) _handles.Remove(fh, out h);
+        h?.Release();
+        r.ReplyOk();
+    }
+
+    public override void Fsync(FuseRequest r, ulong nodeId, ulong fh, bool dataOnly)
+    {
+        if (!HandleFor(r, fh, out var h)) return;
+        if (!Fail(r, h.Fsync(new OpContext(r), dataOnly))) r.ReplyOk();
+    }
+
+    public override void FsyncDir(FuseRequest r, ulong nodeId, ulong fh, bool dataOnly) => Fsync(r, nodeId, fh, dataOnly);
+
+    public override void FAllocate(FuseRequest r, ulong nodeId, in FuseFallocateIn f)
+    {
+        if (!HandleFor(r, f.Fh, out var h)) return;
+        if (!Fail(r, h.Allocate(new OpContext(r), (long)f.Offset, (long)f.Length, (int)f.Mode))) r.ReplyOk();
+    }
+
+    public override void Lseek(FuseRequest r, ulong nodeId, ulong fh, long offset, int whence)
+    {
+        if (!HandleFor(r, fh, out var h)) return;
+        if (!Fail(r, h.Lseek(new OpContext(r), offset, whence, out var result))) r.ReplyLseek(result);
+    }
+
+    public override void CopyFileRange(FuseRequest r, ulong nodeIdIn, in FuseCopyFileRangeIn c)
+    {
+        if (!HandleFor(r, c.FhIn, out var input) || !HandleFor(r, c.FhOut, out var output)) return;
+        if (!Fail(r, input.CopyFileRange(new OpContext(r), (long)c.OffIn, output, (long)c.OffOut, (long)c.Len, out var n))) r.ReplyCopied((ulong)n);
+    }
+
+    public override void StatFs(FuseRequest r, ulong nodeId)
+    {
+        var node = Get(nodeId) ?? Root;
+        if (node is not INodeStatFs op) { r.ReplyStatfs(new FuseKStatfs { Bsize = 4096, Frsize = 4096, NameLen = 255 }); return; }
+        if (!Fail(r, op.StatFs(new OpContext(r), out var st))) r.ReplyStatfs(st);
+    }
+
+    public override void Access(FuseRequest r, ulong nodeId, uint mask)
+    {
+        if (!Resolve<INodeAccess>(r, nodeId, out _, out var op)) return;
+        if (!Fail(r, op.Access(new OpContext(r), mask))) r.ReplyOk();
+    }
+
+    public override void GetXattr(FuseRequest r, ulong nodeId, ReadOnlySpan<byte> name, uint size)
+    {
+        if (!Resolve<INodeXattr>(r, nodeId, out _, out var op)) return;
+        var buf = size == 0 ? Span<byte>.Empty : r.GetReplyBuffer((int)size);
+        if (Fail(r, op.GetXattr(new OpContext(r), name, buf, out var n))) return;
+        if (size == 0) r.ReplyXattrSize((uint)n); else r.ReplyBuffer(n);
+    }
+
+    public override void ListXattr(FuseRequest r, ulong nodeId, uint size)
+    {
+        if (!Resolve<INodeXattr>(r, nodeId, out _, out var op)) return;
+        var buf = size == 0 ? Span<byte>.Empty : r.GetReplyBuffer((int)size);
+        if (Fail(r, op.ListXattr(new OpContext(r), buf, out var n))) return;
+        if (size == 0) r.ReplyXattrSize((uint)n); else r.ReplyBuffer(n);
+    }
+
+    public override void SetXattr(FuseRequest r, ulong nodeId, ReadOnlySpan<byte> name, ReadOnlySpan<byte> value, uint flags)
+    {
+        if (!Resolve<INodeXattr>(r, nodeId, out _, out var op)) return;
+        if (!Fail(r, op.SetXattr(new OpContext(r), name, value, (int)flags))) r.ReplyOk();
+    }
+
+    public override void RemoveXattr(FuseRequest r, ulong nodeId, ReadOnlySpan<byte> name)
+    {
+        if (!Resolve<INodeXattr>(r, nodeId, out _, out var op)) return;
+        if (!Fail(r, op.RemoveXattr(new OpContext(r), name))) r.ReplyOk();
+    }
+
+    // ---- directories ----
+
+    public override void ReadDir(FuseRequest r, ulong nodeId, in FuseReadIn read) => List(r, nodeId, read, plus: false);
+    public override void ReadDirPlus(FuseRequest r, ulong nodeId, in FuseReadIn read) => List(r, nodeId, read, plus: true);
+
+    private void List(FuseRequest r, ulong nodeId, in FuseReadIn read, bool plus)
+    {
+        var dir = Get(nodeId);
+        if (dir is null) { r.ReplyError(Errno.ENOENT); return; }
+        if (!HandleFor(r, read.Fh, out var h)) return;
+        var sink = new ListingSink(this, r, dir, read.Size, plus);
+        if (!Fail(r, h.ReadDir(new OpContext(r), (long)read.Offset, sink))) r.ReplyBuffer(sink.Length);
+    }
+
+    /// <summary>Writes entries into the request's reply buffer; for READDIRPLUS it looks each one up (a lookup reference per entry).</summary>
+    private sealed class ListingSink(NodeFileSystem fs, FuseRequest r, Node dir, uint size, bool plus) : DirEntrySink
+    {
+        public int Length;
+
+        public override bool Add(ReadOnlySpan<byte> name, ulong ino, uint mode, long nextOffset)
+        {
+            var rest = r.GetReplyBuffer((int)size)[Length..];
+            if (DirectoryListing.RecordSize(name.Length, plus) > rest.Length) return false;
+            if (!plus)
+            {
+                Length += DirectoryListing.Encode(rest, ino, name, mode, (ulong)nextOffset);
+                return true;
+            }
+            // "." and ".." and entries that vanished meanwhile go without a node (nodeid 0: no lookup reference).
+            var entry = new FuseEntryOut { Attr = new FuseAttr { Ino = ino, Mode = mode } };
+            if (!name.SequenceEqual("."u8) && !name.SequenceEqual(".."u8) && dir is INodeLookup lookup
+                && lookup.Lookup(new OpContext(r), name, out var child, out var attr) == 0)
+                entry = fs.EntryFor(fs.Register(dir, name, child), attr);
+            Length += DirectoryListing.EncodePlus(rest, entry, name, (ulong)nextOffset);
+            return true;
+        }
+    }
+
+    /// <summary>READDIRPLUS when the root can look names up; locks are left to the kernel (local locks).</summary>
+    public override bool Implements(string method) => method switch
+    {
+        nameof(ReadDirPlus) => Root is INodeLookup,
+        nameof(GetLk) or nameof(SetLk) => false,
+        _ => base.Implements(method),
+    };
+}

@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using ExtFuse;
 using ExtFuse.Mounting;
 using ExtFuse.Samples.Memory;
+using ExtFuse.Samples.Stack;
 using ExtFuse.Session;
 using Microsoft.Extensions.Logging;
 
@@ -18,10 +19,15 @@ public static class Program
               directory) and serve it in the foreground until Ctrl-C, SIGTERM or
               `umount MOUNTPOINT`. Everything written there is gone after unmount.
 
+          extfuse mount stack --source DIR MOUNTPOINT [-o OPTIONS] [-v]
+              Mount a loopback view of DIR at MOUNTPOINT: every operation is passed to
+              DIR. As root with -o allow_other, files are created as the calling user.
+
           extfuse --help        this text
 
         Examples:
           mkdir -p /tmp/mem && extfuse mount memory /tmp/mem
+          extfuse mount stack --source /srv/data /mnt/data -o allow_other
           extfuse mount memory /tmp/mem -o allow_other,fsname=scratch -v
 
         Options:
@@ -30,7 +36,7 @@ public static class Program
           -v           log more (-v: debug, -vv: every request)
 
         As root the file system is mounted with mount(2); as a normal user through
-        fusermount3 (Debian package fuse3). The memory file system always mounts with
+        fusermount3 (Debian package fuse3). Both file systems mount with
         default_permissions, so the kernel checks permissions from the mode bits.
         Exit status: 0 after a clean unmount, 1 on errors, 2 on bad usage.
         """;
@@ -72,6 +78,7 @@ public static class Program
         var positional = new List<string>();
         var optionLists = new List<string>();
         var verbosity = 0;
+        string? source = null;
         for (var i = 0; i < args.Length; i++)
         {
             switch (args[i])
@@ -81,6 +88,10 @@ public static class Program
                     optionLists.Add(args[i]);
                     break;
                 case "-v": verbosity++; break;
+                case "--source":
+                    if (++i >= args.Length) throw new UsageException("--source needs a directory");
+                    source = args[i];
+                    break;
                 case "-vv": verbosity += 2; break;
                 case "--help" or "-h":
                     Console.WriteLine(string.Format(Usage, MountOptions.Help.TrimEnd()));
@@ -92,12 +103,15 @@ public static class Program
                     break;
             }
         }
-        if (positional.Count != 2) throw new UsageException("expected: extfuse mount memory MOUNTPOINT");
+        if (positional.Count != 2) throw new UsageException("expected: extfuse mount memory MOUNTPOINT, or extfuse mount stack --source DIR MOUNTPOINT");
         var (kind, mountPoint) = (positional[0], positional[1]);
+        if (kind == "stack" && source is null) throw new UsageException("the stack file system needs --source DIR");
+        if (kind != "stack" && source is not null) throw new UsageException($"--source is for the stack file system, not '{kind}'");
         RawFileSystem fs = kind switch
         {
             "memory" => new MemoryFileSystem(ownerUid: Libc_GetUid(), ownerGid: Libc_GetGid()),
-            _ => throw new UsageException($"unknown file system '{kind}' (available: memory)"),
+            "stack" => StackFileSystem.Open(source!),
+            _ => throw new UsageException($"unknown file system '{kind}' (available: memory, stack)"),
         };
         var options = new MountOptions { FsName = kind, Subtype = kind, DefaultPermissions = true }.With(optionLists);
 

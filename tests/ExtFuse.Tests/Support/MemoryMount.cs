@@ -1,24 +1,24 @@
 using ExtFuse.Mounting;
+using ExtFuse.Nodes;
 using ExtFuse.Samples.Memory;
+using ExtFuse.Samples.Stack;
 using ExtFuse.Session;
 
 namespace ExtFuse.Tests.Support;
 
 /// <summary>
-/// MemoryFs mounted in this process for a test class. The tests act as clients from xunit's
+/// A file system mounted in this process for a test class. The tests act as clients from xunit's
 /// threads, never from the session's reader threads. Dispose unmounts, whatever happened.
 /// </summary>
-public sealed class MemoryMount : IDisposable
+public abstract class TestMount : IDisposable
 {
     private int _dirs;
 
-    public MemoryMount() : this(new MemoryFileSystem()) { }
-
-    internal MemoryMount(RawFileSystem fs, MountOptions? options = null)
+    protected TestMount(RawFileSystem fs, MountOptions? options = null)
     {
         Fs = fs;
         Root = Directory.CreateTempSubdirectory("extfuse-test-").FullName;
-        options ??= new MountOptions { FsName = "extfuse-test", Subtype = "memory", DefaultPermissions = true, AllowOther = true };
+        options ??= new MountOptions { FsName = "extfuse-test", Subtype = "test", DefaultPermissions = true, AllowOther = true };
         Session = new FuseSession(fs, options.Session with { Threads = 4 });
         var mount = FuseMount.Mount(Root, options);
         try
@@ -37,6 +37,9 @@ public sealed class MemoryMount : IDisposable
     public string Root { get; }
     public FuseSession Session { get; }
 
+    /// <summary>Nodes the file system holds for the kernel.</summary>
+    public abstract int NodeCount();
+
     /// <summary>A fresh directory inside the mount for one test.</summary>
     public string NewDir(string hint = "t")
     {
@@ -45,9 +48,36 @@ public sealed class MemoryMount : IDisposable
         return p;
     }
 
-    public void Dispose()
+    public virtual void Dispose()
     {
         Session.Dispose();
         try { Directory.Delete(Root); } catch (IOException) { }
+    }
+}
+
+public sealed class MemoryMount : TestMount
+{
+    public MemoryMount() : base(new MemoryFileSystem()) { }
+    internal MemoryMount(RawFileSystem fs, MountOptions? options = null) : base(fs, options) { }
+    public override int NodeCount() => ((MemoryFileSystem)Fs).NodeCount;
+}
+
+/// <summary>StackFs over a fresh source directory.</summary>
+public sealed class StackMount : TestMount
+{
+    public StackMount() : this(Directory.CreateTempSubdirectory("extfuse-src-").FullName) { }
+
+    private StackMount(string source) : base(StackFileSystem.Open(source)) => Source = source;
+
+    public string Source { get; }
+    public override int NodeCount() => ((NodeFileSystem)Fs).NodeCount;
+
+    /// <summary>The source-side path of a path inside the mount.</summary>
+    public string InSource(string mounted) => Path.Combine(Source, Path.GetRelativePath(Root, mounted));
+
+    public override void Dispose()
+    {
+        base.Dispose();
+        Directory.Delete(Source, recursive: true);
     }
 }

@@ -1,0 +1,430 @@
+using System.Buffers.Text;
+using ExtFuse.Nodes;
+using ExtFuse.Protocol;
+using static ExtFuse.Samples.Stack.Native;
+
+namespace ExtFuse.Samples.Stack;
+
+/// <summary>
+/// A loopback file system over a source directory, done by file descriptors (an O_PATH descriptor
+/// per node, *at(2) calls relative to it), not by path strings, so renames under it stay correct.
+/// Running as root with allow_other, files are created with the caller's uid/gid (setfsuid).
+/// </summary>
+public sealed class StackFileSystem : NodeFileSystem
+{
+    private StackFileSystem(StackNode root) : base(root) { }
+
+    /// <summary>Opens <paramref name="source"/> and builds the file system over it.</summary>
+    public static unsafe StackFileSystem Open(string source)
+    {
+        var full = Path.GetFullPath(source);
+        if (!Directory.Exists(full)) throw new FuseException($"source directory {full} does not exist", Errno.ENOENT);
+        var path = System.Text.Encoding.UTF8.GetBytes(full + "\0");
+        int fd;
+        fixed (byte* p = path) fd = OpenAt(AT_FDCWD, p, O_PATH | O_DIRECTORY);
+        if (fd < 0) throw new FuseException($"cannot open source directory {full}: {Errno.Describe(-fd)}", -fd);
+        if (FStat(fd, out var st) is var err and < 0) { Close(fd); throw new FuseException($"cannot stat {full}: {Errno.Describe(-err)}", -err); }
+        return new StackFileSystem(new StackNode(fd, st, st.Dev)) { Source = full };
+    }
+
+    public string Source { get; private init; } = "";
+
+    internal static FuseAttr ToAttr(in Stat st) => new()
+    {
+        Ino = st.Ino, Size = (ulong)st.Size, Blocks = (ulong)st.Blocks,
+        Atime = (ulong)st.Atime.Sec, AtimeNsec = (uint)st.Atime.Nsec, Mtime = (ulong)st.Mtime.Sec, MtimeNsec = (uint)st.Mtime.Nsec,
+        Ctime = (ulong)st.Ctime.Sec, CtimeNsec = (uint)st.Ctime.Nsec,
+        Mode = st.Mode, Nlink = (uint)st.Nlink, Uid = st.Uid, Gid = st.Gid, Rdev = (uint)st.Rdev, BlkSize = (uint)st.BlkSize,
+    };
+}
+
+/// <summary>One inode of the source tree, held open with O_PATH.</summary>
+internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeSetAttr, INodeReadLink, INodeMkDir, INodeMkNod,
+    INodeSymlink, INodeLink, INodeUnlink, INodeRmDir, INodeRename, INodeCreate, INodeTmpFile, INodeOpen, INodeOpenDir,
+    INodeStatFs, INodeAccess, INodeXattr
+{
+    private readonly ulong _rootDev;
+    private int _fd;
+
+    public StackNode(int fd, in Stat st, ulong rootDev)
+    {
+        _fd = fd;
+        _rootDev = rootDev;
+        IsSymlink = (st.Mode & 0xF000) == 0xA000;
+        // Inode numbers are unique per device; fold the device in for trees that span mounts.
+        StableIno = st.Dev == rootDev ? st.Ino : st.Ino ^ (st.Dev << 40);
+    }
+
+    public int Fd => _fd;
+    private bool IsSymlink { get; }
+
+    protected override void OnForget()
+    {
+        var fd = Interlocked.Exchange(ref _fd, -1);
+        if (fd >= 0) Close(fd);
+    }
+
+    // ---- helpers ----
+
+    /// <summary>name + NUL in <paramref name="buf"/> (256 bytes).</summary>
+    private static Span<byte> Z(ReadOnlySpan<byte> name, Span<byte> buf)
+    {
+        name.CopyTo(buf);
+        buf[name.Length] = 0;
+        return buf[..(name.Length + 1)];
+    }
+
+    /// <summary>"/proc/self/fd/N" + NUL: the way to reach an O_PATH inode with calls that only take paths.</summary>
+    private Span<byte> ProcPath(Span<byte> buf)
+    {
+        "/proc/self/fd/"u8.CopyTo(buf);
+        Utf8Formatter.TryFormat(_fd, buf[14..], out var n);
+        buf[14 + n] = 0;
+        return buf[..(15 + n)];
+    }
+
+    private int NewChild(int parentFd, ReadOnlySpan<byte> name, out Node child, out FuseAttr attr)
+    {
+        child = null!; attr = default;
+        if (name.Length > 255) return Errno.ENAMETOOLONG;
+        Span<byte> z = stackalloc byte[256];
+        int fd;
+        fixed (byte* p = Z(name, z)) fd = OpenAt(parentFd, p, O_PATH | O_NOFOLLOW);
+        if (fd < 0) return -fd;
+        var err = FStat(fd, out var st);
+        if (err < 0) { Close(fd); return -err; }
+        child = new StackNode(fd, st, _rootDev);
+        attr = StackFileSystem.ToAttr(st);
+        return 0;
+    }
+
+    /// <summary>Creates as the caller (as root, with allow_other): new files get the caller's uid and gid.</summary>
+    private readonly struct AsCaller : IDisposable
+    {
+        private readonly bool _switched;
+        public AsCaller(OpContext ctx)
+        {
+            _switched = GetEuid() == 0 && (ctx.Uid != 0 || ctx.Gid != 0);
+            if (!_switched) return;
+            SetFsGid(ctx.Gid);
+            SetFsUid(ctx.Uid);
+        }
+        public void Dispose()
+        {
+            if (!_switched) return;
+            SetFsUid(0);
+            SetFsGid(0);
+        }
+    }
+
+    // ---- lookup and attributes ----
+
+    public int Lookup(OpContext ctx, ReadOnlySpan<byte> name, out Node child, out FuseAttr attr) => NewChild(_fd, name, out child, out attr);
+
+    public int GetAttr(OpContext ctx, out FuseAttr attr)
+    {
+        var err = FStat(_fd, out var st);
+        attr = StackFileSystem.ToAttr(st);
+        return -Math.Min(err, 0);
+    }
+
+    public int SetAttr(OpContext ctx, FileHandle? fh, in FuseSetattrIn s, out FuseAttr attr)
+    {
+        attr = default;
+        Span<byte> proc = stackalloc byte[32];
+        byte empty = 0;
+        int err = 0;
+        var file = fh as StackFile;
+        fixed (byte* pp = ProcPath(proc))
+        {
+            if ((s.Valid & SetAttrValid.Mode) != 0)
+                err = IsSymlink ? -Errno.EOPNOTSUPP : FChmodAt(AT_FDCWD, pp, s.Mode & 0xFFF, 0);
+            if (err == 0 && (s.Valid & (SetAttrValid.Uid | SetAttrValid.Gid)) != 0)
+                err = FChownAt(_fd, &empty, (s.Valid & SetAttrValid.Uid) != 0 ? s.Uid : uint.MaxValue,
+                    (s.Valid & SetAttrValid.Gid) != 0 ? s.Gid : uint.MaxValue, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+            if (err == 0 && (s.Valid & SetAttrValid.Size) != 0)
+                err = file is not null ? FTruncate(file.Fd, (long)s.Size) : Truncate(pp, (long)s.Size);
+            if (err == 0 && (s.Valid & (SetAttrValid.Atime | SetAttrValid.Mtime | SetAttrValid.AtimeNow | SetAttrValid.MtimeNow)) != 0)
+            {
+                var t = stackalloc TimeSpec[2];
+                t[0] = Time(s.Valid, SetAttrValid.AtimeNow, SetAttrValid.Atime, s.Atime, s.AtimeNsec);
+                t[1] = Time(s.Valid, SetAttrValid.MtimeNow, SetAttrValid.Mtime, s.Mtime, s.MtimeNsec);
+                err = UtimensAt(_fd, &empty, t, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+            }
+        }
+        if (err < 0) return -err;
+        return GetAttr(ctx, out attr);
+    }
+
+    private static TimeSpec Time(SetAttrValid v, SetAttrValid now, SetAttrValid set, ulong sec, uint nsec) =>
+        (v & now) != 0 ? new TimeSpec { Nsec = UTIME_NOW } : (v & set) != 0 ? new TimeSpec { Sec = (long)sec, Nsec = nsec } : new TimeSpec { Nsec = UTIME_OMIT };
+
+    public int ReadLink(OpContext ctx, Span<byte> buffer, out int length)
+    {
+        byte empty = 0;
+        length = ReadLinkAt(_fd, &empty, buffer);
+        return length < 0 ? -length : 0;
+    }
+
+    public int StatFs(OpContext ctx, out FuseKStatfs st)
+    {
+        var err = FStatFs(_fd, out var s);
+        st = new FuseKStatfs
+        {
+            Blocks = s.Blocks, Bfree = s.Bfree, Bavail = s.Bavail, Files = s.Files, Ffree = s.Ffree,
+            Bsize = (uint)s.Bsize, NameLen = (uint)s.NameLen, Frsize = (uint)s.Frsize,
+        };
+        return -Math.Min(err, 0);
+    }
+
+    public int Access(OpContext ctx, uint mask)
+    {
+        Span<byte> proc = stackalloc byte[32];
+        fixed (byte* pp = ProcPath(proc)) return -Math.Min(FAccessAt(AT_FDCWD, pp, (int)mask, 0), 0);
+    }
+
+    // ---- creating and removing names ----
+
+    public int MkDir(OpContext ctx, ReadOnlySpan<byte> name, uint mode, out Node child, out FuseAttr attr)
+    {
+        child = null!; attr = default;
+        Span<byte> z = stackalloc byte[256];
+        if (name.Length > 255) return Errno.ENAMETOOLONG;
+        int err;
+        using (new AsCaller(ctx)) fixed (byte* p = Z(name, z)) err = MkDirAt(_fd, p, mode);
+        return err < 0 ? -err : NewChild(_fd, name, out child, out attr);
+    }
+
+    public int MkNod(OpContext ctx, ReadOnlySpan<byte> name, uint mode, uint rdev, out Node child, out FuseAttr attr)
+    {
+        child = null!; attr = default;
+        Span<byte> z = stackalloc byte[256];
+        if (name.Length > 255) return Errno.ENAMETOOLONG;
+        int err;
+        using (new AsCaller(ctx)) fixed (byte* p = Z(name, z)) err = MkNodAt(_fd, p, mode, rdev);
+        return err < 0 ? -err : NewChild(_fd, name, out child, out attr);
+    }
+
+    public int Symlink(OpContext ctx, ReadOnlySpan<byte> target, ReadOnlySpan<byte> name, out Node child, out FuseAttr attr)
+    {
+        child = null!; attr = default;
+        if (name.Length > 255) return Errno.ENAMETOOLONG;
+        if (target.Length > 4095) return Errno.ENAMETOOLONG;
+        Span<byte> z = stackalloc byte[256];
+        Span<byte> t = stackalloc byte[4096];
+        int err;
+        using (new AsCaller(ctx)) fixed (byte* p = Z(name, z)) fixed (byte* tp = Z(target, t)) err = SymlinkAt(tp, _fd, p);
+        return err < 0 ? -err : NewChild(_fd, name, out child, out attr);
+    }
+
+    public int Link(OpContext ctx, Node target, ReadOnlySpan<byte> name, out Node child, out FuseAttr attr)
+    {
+        child = null!; attr = default;
+        if (name.Length > 255) return Errno.ENAMETOOLONG;
+        var source = (StackNode)target;
+        Span<byte> z = stackalloc byte[256];
+        Span<byte> proc = stackalloc byte[32];
+        int err;
+        fixed (byte* p = Z(name, z)) fixed (byte* pp = source.ProcPath(proc))
+            err = LinkAt(AT_FDCWD, pp, _fd, p, AT_SYMLINK_FOLLOW);
+        return err < 0 ? -err : NewChild(_fd, name, out child, out attr);
+    }
+
+    public int Unlink(OpContext ctx, ReadOnlySpan<byte> name)
+    {
+        Span<byte> z = stackalloc byte[256];
+        if (name.Length > 255) return Errno.ENAMETOOLONG;
+        fixed (byte* p = Z(name, z)) return -Math.Min(UnlinkAt(_fd, p, 0), 0);
+    }
+
+    public int RmDir(OpContext ctx, ReadOnlySpan<byte> name)
+    {
+        Span<byte> z = stackalloc byte[256];
+        if (name.Length > 255) return Errno.ENAMETOOLONG;
+        fixed (byte* p = Z(name, z)) return -Math.Min(UnlinkAt(_fd, p, AT_REMOVEDIR), 0);
+    }
+
+    public int Rename(OpContext ctx, ReadOnlySpan<byte> name, Node newParent, ReadOnlySpan<byte> newName, uint flags)
+    {
+        if (name.Length > 255 || newName.Length > 255) return Errno.ENAMETOOLONG;
+        Span<byte> a = stackalloc byte[256];
+        Span<byte> b = stackalloc byte[256];
+        fixed (byte* pa = Z(name, a)) fixed (byte* pb = Z(newName, b))
+            return -Math.Min(RenameAt2(_fd, pa, ((StackNode)newParent)._fd, pb, flags), 0);
+    }
+
+    // ---- opening ----
+
+    private const int IgnoredOpenFlags = O_CREAT | O_EXCL | O_NOCTTY;
+
+    public int Create(OpContext ctx, ReadOnlySpan<byte> name, uint flags, uint mode, out Node child, out FuseAttr attr, out FileHandle handle, out OpenReplyFlags replyFlags)
+    {
+        child = null!; attr = default; handle = null!; replyFlags = OpenReplyFlags.None;
+        if (name.Length > 255) return Errno.ENAMETOOLONG;
+        Span<byte> z = stackalloc byte[256];
+        int fd;
+        using (new AsCaller(ctx)) fixed (byte* p = Z(name, z)) fd = OpenAt(_fd, p, ((int)flags & ~O_NOCTTY) | O_CREAT, mode);
+        if (fd < 0) return -fd;
+        var err = NewChild(_fd, name, out child, out attr);
+        if (err != 0) { Close(fd); return err; }
+        handle = new StackFile(fd);
+        return 0;
+    }
+
+    public int TmpFile(OpContext ctx, uint flags, uint mode, out Node child, out FuseAttr attr, out FileHandle handle)
+    {
+        child = null!; attr = default; handle = null!;
+        byte dot = (byte)'.';
+        var name = stackalloc byte[] { dot, 0 };
+        int fd;
+        using (new AsCaller(ctx)) fd = OpenAt(_fd, name, ((int)flags & ~(IgnoredOpenFlags | O_DIRECTORY)) | O_TMPFILE, mode);
+        if (fd < 0) return -fd;
+        var nodeFd = Dup(fd);
+        if (nodeFd < 0 || FStat(nodeFd, out var st) < 0) { Close(fd); if (nodeFd >= 0) Close(nodeFd); return Errno.EIO; }
+        child = new StackNode(nodeFd, st, _rootDev);
+        attr = StackFileSystem.ToAttr(st);
+        handle = new StackFile(fd);
+        return 0;
+    }
+
+    public int Open(OpContext ctx, uint flags, out FileHandle handle, out OpenReplyFlags replyFlags)
+    {
+        handle = null!; replyFlags = OpenReplyFlags.None;
+        Span<byte> proc = stackalloc byte[32];
+        int fd;
+        fixed (byte* pp = ProcPath(proc)) fd = OpenAt(AT_FDCWD, pp, (int)flags & ~(IgnoredOpenFlags | O_NOFOLLOW));
+        if (fd < 0) return -fd;
+        handle = new StackFile(fd);
+        return 0;
+    }
+
+    public int OpenDir(OpContext ctx, uint flags, out FileHandle handle)
+    {
+        handle = null!;
+        Span<byte> proc = stackalloc byte[32];
+        int fd;
+        fixed (byte* pp = ProcPath(proc)) fd = OpenAt(AT_FDCWD, pp, O_RDONLY | O_DIRECTORY);
+        if (fd < 0) return -fd;
+        handle = new StackDir(fd);
+        return 0;
+    }
+
+    // ---- extended attributes (through /proc/self/fd: the *xattr calls take no O_PATH descriptor) ----
+
+    public int GetXattr(OpContext ctx, ReadOnlySpan<byte> name, Span<byte> buffer, out int size)
+    {
+        Span<byte> proc = stackalloc byte[32];
+        Span<byte> z = stackalloc byte[256];
+        size = 0;
+        if (name.Length > 255) return Errno.ERANGE;
+        fixed (byte* pp = ProcPath(proc)) fixed (byte* n = Z(name, z)) size = Native.GetXattr(pp, n, buffer);
+        return size < 0 ? -size : 0;
+    }
+
+    public int SetXattr(OpContext ctx, ReadOnlySpan<byte> name, ReadOnlySpan<byte> value, int flags)
+    {
+        Span<byte> proc = stackalloc byte[32];
+        Span<byte> z = stackalloc byte[256];
+        if (name.Length > 255) return Errno.ERANGE;
+        fixed (byte* pp = ProcPath(proc)) fixed (byte* n = Z(name, z)) return -Math.Min(Native.SetXattr(pp, n, value, flags), 0);
+    }
+
+    public int ListXattr(OpContext ctx, Span<byte> buffer, out int size)
+    {
+        Span<byte> proc = stackalloc byte[32];
+        fixed (byte* pp = ProcPath(proc)) size = Native.ListXattr(pp, buffer);
+        return size < 0 ? -size : 0;
+    }
+
+    public int RemoveXattr(OpContext ctx, ReadOnlySpan<byte> name)
+    {
+        Span<byte> proc = stackalloc byte[32];
+        Span<byte> z = stackalloc byte[256];
+        if (name.Length > 255) return Errno.ERANGE;
+        fixed (byte* pp = ProcPath(proc)) fixed (byte* n = Z(name, z)) return -Math.Min(Native.RemoveXattr(pp, n), 0);
+    }
+}
+
+/// <summary>An open file of the source tree: a real descriptor.</summary>
+internal sealed class StackFile(int fd) : FileHandle
+{
+    public int Fd { get; } = fd;
+
+    public override int Read(OpContext ctx, long offset, Span<byte> buffer, out int read)
+    {
+        read = PRead(Fd, buffer, offset);
+        return read < 0 ? -read : 0;
+    }
+
+    public override int Write(OpContext ctx, long offset, ReadOnlySpan<byte> data, out int written)
+    {
+        written = PWrite(Fd, data, offset);
+        return written < 0 ? -written : 0;
+    }
+
+    /// <summary>close(2) of a duplicate reports what the source file system reports at close (NFS, quotas).</summary>
+    public override int Flush(OpContext ctx)
+    {
+        var dup = Dup(Fd);
+        if (dup < 0) return -dup;
+        return Close(dup) < 0 ? Errno.EIO : 0;
+    }
+
+    public override void Release() => Close(Fd);
+    public override int Fsync(OpContext ctx, bool dataOnly) => -Math.Min(dataOnly ? Fdatasync(Fd) : Native.Fsync(Fd), 0);
+    public override int Allocate(OpContext ctx, long offset, long length, int mode) => -Math.Min(FAllocate(Fd, mode, offset, length), 0);
+
+    public override int Lseek(OpContext ctx, long offset, int whence, out long result)
+    {
+        result = Native.Lseek(Fd, offset, whence);
+        return result < 0 ? (int)-result : 0;
+    }
+
+    public override int GetAttr(OpContext ctx, out FuseAttr attr)
+    {
+        var err = FStat(Fd, out var st);
+        attr = StackFileSystem.ToAttr(st);
+        return -Math.Min(err, 0);
+    }
+
+    public override int CopyFileRange(OpContext ctx, long offsetIn, FileHandle output, long offsetOut, long length, out long copied)
+    {
+        copied = Native.CopyFileRange(Fd, offsetIn, ((StackFile)output).Fd, offsetOut, length);
+        return copied < 0 ? (int)-copied : 0;
+    }
+}
+
+/// <summary>An open directory: getdents64 from the offset the kernel asks for (d_off cookies are lseek positions).</summary>
+internal sealed class StackDir(int fd) : FileHandle
+{
+    private readonly byte[] _buffer = new byte[32 * 1024];
+
+    public override int ReadDir(OpContext ctx, long offset, DirEntrySink sink)
+    {
+        lock (_buffer)
+        {
+            if (Native.Lseek(fd, offset, 0) is var pos and < 0) return (int)-pos;
+            while (true)
+            {
+                var n = GetDents64(fd, _buffer);
+                if (n < 0) return -n;
+                if (n == 0) return 0;
+                for (var at = 0; at < n;)
+                {
+                    var rec = _buffer.AsSpan(at);
+                    var ino = BitConverter.ToUInt64(rec);
+                    var next = BitConverter.ToInt64(rec[8..]);
+                    var reclen = BitConverter.ToUInt16(rec[16..]);
+                    var type = rec[18];
+                    var name = rec[19..reclen];
+                    name = name[..name.IndexOf((byte)0)];
+                    if (!sink.Add(name, ino, (uint)type << 12, next)) return 0;
+                    at += reclen;
+                }
+            }
+        }
+    }
+
+    public override int Fsync(OpContext ctx, bool dataOnly) => -Math.Min(dataOnly ? Fdatasync(fd) : Native.Fsync(fd), 0);
+    public override void Release() => Close(fd);
+}

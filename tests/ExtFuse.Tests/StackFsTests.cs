@@ -1,0 +1,143 @@
+using System.Text;
+using ExtFuse.Tests.Support;
+using static ExtFuse.Tests.Support.Posix;
+
+namespace ExtFuse.Tests;
+
+/// <summary>What only a stacked file system has: a source directory underneath.</summary>
+public class StackFsSourceTests(StackMount m) : IClassFixture<StackMount>
+{
+    [Fact]
+    public void Writes_land_in_the_source_and_fsync_means_fsync()
+    {
+        var d = m.NewDir();
+        var f = Path.Combine(d, "data");
+        var fd = Open(f, O_CREAT | O_WRONLY);
+        Assert.Equal(5, PWrite(fd, "hello"u8, 0));
+        Assert.Equal(0, Fsync(fd));
+        Assert.Equal("hello", File.ReadAllText(m.InSource(f)));   // acknowledged and synced: it is in the source
+        Close(fd);
+        // And the other way round: the source's content is what the mount shows.
+        File.WriteAllText(m.InSource(Path.Combine(d, "from-source")), "behind the mount");
+        Assert.Equal("behind the mount", File.ReadAllText(Path.Combine(d, "from-source")));
+    }
+
+    [Fact]
+    public void Renames_in_the_source_do_not_break_known_nodes()
+    {
+        var d = m.NewDir();
+        Directory.CreateDirectory(Path.Combine(d, "a", "b"));
+        File.WriteAllText(Path.Combine(d, "a", "b", "f"), "1");
+        var dirfd = Open(Path.Combine(d, "a", "b"), O_PATH | O_DIRECTORY);
+        Assert.True(dirfd >= 0);
+        try
+        {
+            // Someone renames a parent directly in the source: a path-string loopback would now
+            // look for <source>/a/b/f and fail; by descriptors the node still reaches the file.
+            Directory.Move(m.InSource(Path.Combine(d, "a")), m.InSource(Path.Combine(d, "c")));
+            var fd = OpenAt(dirfd, "f", O_WRONLY | O_APPEND);
+            Assert.True(fd >= 0, $"openat through the known node: errno {-fd}");
+            Assert.Equal(1, Write(fd, "2"u8));
+            Close(fd);
+            Assert.Equal("12", File.ReadAllText(m.InSource(Path.Combine(d, "c", "b", "f"))));
+        }
+        finally { Close(dirfd); }
+    }
+
+    [Fact]
+    public void Files_are_created_as_the_caller()
+    {
+        var d = m.NewDir();
+        Assert.Equal(0, Chmod(m.Root, 0x1ED));   // the source root is a 0700 temp directory
+        Assert.Equal(0, Chmod(d, 0x1FF));
+        var (code, output) = Shell.Run($"touch '{d}/mine' && mkdir '{d}/mydir' && ln -s x '{d}/mylink'", asUser: CliProcess.Nobody);
+        Assert.True(code == 0, output);
+        foreach (var name in new[] { "mine", "mydir", "mylink" })
+        {
+            var st = LStat(m.InSource(Path.Combine(d, name)));
+            Assert.Equal(CliProcess.Nobody, st.Uid);
+            Assert.Equal(CliProcess.Nobody, st.Gid);
+        }
+        // Root's own files stay root's.
+        File.WriteAllText(Path.Combine(d, "roots"), "");
+        Assert.Equal(0u, LStat(m.InSource(Path.Combine(d, "roots"))).Uid);
+    }
+
+    [Fact]
+    public void Hard_links_are_one_node_with_several_names()
+    {
+        var d = m.NewDir();
+        File.WriteAllText(Path.Combine(d, "a"), "x");
+        Assert.Equal(0, Link(Path.Combine(d, "a"), Path.Combine(d, "b")));
+        Assert.Equal(LStat(Path.Combine(d, "a")).Ino, LStat(Path.Combine(d, "b")).Ino);
+        Assert.Equal(LStat(m.InSource(Path.Combine(d, "a"))).Ino, LStat(Path.Combine(d, "a")).Ino);
+        Assert.Equal(2ul, LStat(Path.Combine(d, "b")).Nlink);
+    }
+}
+
+/// <summary>StackFs through the CLI: the unmount-under-load case.</summary>
+public class StackFsCliTests
+{
+    [Fact]
+    public void Unmount_while_a_workload_runs_leaves_the_source_intact()
+    {
+        var source = Directory.CreateTempSubdirectory("extfuse-src-").FullName;
+        var mnt = Directory.CreateTempSubdirectory("extfuse-test-stack-").FullName;
+        File.WriteAllText(Path.Combine(source, "precious"), "do not lose me");
+        using var cli = CliProcess.Start(["mount", "stack", "--source", source, mnt]);
+        try
+        {
+            cli.WaitForOutput("mounted at");
+            var done = 0;
+            var failures = 0;
+            // Like a process whose working directory is inside the mount: it keeps using the mount after unmount.
+            var dirfd = Open(mnt, O_PATH | O_DIRECTORY);
+            Assert.True(dirfd >= 0);
+            var workload = new Thread(() =>
+            {
+                for (var i = 0; i < 1_000_000 && Volatile.Read(ref failures) < 20; i++)
+                {
+                    var block = Encoding.ASCII.GetBytes(new string((char)('a' + i % 26), 4096));
+                    var fd = OpenAt(dirfd, $"w{i % 20}", O_CREAT | O_WRONLY | O_TRUNC);
+                    if (fd < 0) { Interlocked.Increment(ref failures); continue; }
+                    var n = Write(fd, block);
+                    Close(fd);
+                    if (n == block.Length) Interlocked.Increment(ref done); else Interlocked.Increment(ref failures);
+                }
+            });
+            workload.Start();
+            while (Volatile.Read(ref done) < 100) Thread.Sleep(10);
+            cli.Signal(15);
+            Assert.True(cli.WaitForExit(20_000), "the daemon did not exit under load:\n" + cli.Output);
+            Assert.True(workload.Join(TimeSpan.FromSeconds(30)), "the workload hung after unmount");
+            Close(dirfd);
+            Assert.True(failures > 0, "the workload should get errors after unmount");
+            Assert.False(ExtFuse.Mounting.MountTable.At(mnt) is { } e && ExtFuse.Mounting.MountTable.IsFuse(e));
+            Assert.Equal("do not lose me", File.ReadAllText(Path.Combine(source, "precious")));
+            foreach (var f in Directory.GetFiles(source, "w*"))
+            {
+                var text = File.ReadAllText(f);
+                Assert.True(text.Length is 0 or 4096, $"{f}: {text.Length} bytes");  // each write whole or truncated by O_TRUNC, never torn
+                Assert.True(text.Length == 0 || text.All(c => c == text[0]));
+            }
+            Assert.Empty(Directory.GetFileSystemEntries(mnt)); // nothing leaked into the bare mount point
+        }
+        finally
+        {
+            if (ExtFuse.Mounting.MountTable.At(mnt) is { } e2 && ExtFuse.Mounting.MountTable.IsFuse(e2)) Shell.Run($"umount -l '{mnt}'");
+            Directory.Delete(mnt, true);
+            Directory.Delete(source, true);
+        }
+    }
+
+    [Fact]
+    public void Stack_needs_a_source()
+    {
+        var (code, output) = CliProcess.Run(["mount", "stack", "/tmp"]);
+        Assert.Equal(2, code);
+        Assert.Contains("--source", output);
+        (code, output) = CliProcess.Run(["mount", "stack", "--source", "/nonexistent/dir", "/tmp"]);
+        Assert.Equal(1, code);
+        Assert.Contains("does not exist", output);
+    }
+}

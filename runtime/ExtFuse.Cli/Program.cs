@@ -23,6 +23,13 @@ public static class Program
               Mount a loopback view of DIR at MOUNTPOINT: every operation is passed to
               DIR. As root with -o allow_other, files are created as the calling user.
 
+          extfuse fsx [--seed N] [--ops N | --long] DIR NATIVE_DIR
+              Model-check a mounted directory: apply the same seeded random operations
+              (create, write, truncate, rename, link, unlink, mkdir, readdir, xattrs,
+              fallocate, mmap writes) to DIR and to a native NATIVE_DIR, compare every
+              result and the final trees; on a mismatch print the seed and the shortest
+              failing prefix. Exit status 0 when they agree, 1 when not.
+
           extfuse --help        this text
 
         Examples:
@@ -69,6 +76,7 @@ public static class Program
         return args[0] switch
         {
             "mount" => Mount(args[1..]),
+            "fsx" => Fsx(args[1..]),
             _ => throw new UsageException($"unknown command '{args[0]}'"),
         };
     }
@@ -142,6 +150,31 @@ public static class Program
         session.Dispose();
         Console.Out.WriteLine(external ? $"extfuse: {mount.MountPoint} was unmounted" : $"extfuse: unmounted {mount.MountPoint}");
         return session.Initialized.IsCompletedSuccessfully ? 0 : 1;
+    }
+
+    private static int Fsx(string[] args)
+    {
+        var seed = Environment.TickCount & 0x7FFFFFFF;
+        var ops = 2_000;
+        var dirs = new List<string>();
+        for (var i = 0; i < args.Length; i++)
+        {
+            switch (args[i])
+            {
+                case "--seed" when i + 1 < args.Length && int.TryParse(args[i + 1], out var s): seed = s; i++; break;
+                case "--ops" when i + 1 < args.Length && int.TryParse(args[i + 1], out var n) && n > 0: ops = n; i++; break;
+                case "--long": ops = 200_000; break;
+                default:
+                    if (args[i].StartsWith('-')) throw new UsageException($"bad fsx option '{args[i]}'");
+                    dirs.Add(args[i]);
+                    break;
+            }
+        }
+        if (dirs.Count != 2) throw new UsageException("expected: extfuse fsx [--seed N] [--ops N | --long] DIR NATIVE_DIR");
+        foreach (var d in dirs) if (!Directory.Exists(d)) throw new FuseException($"{d} is not a directory", Errno.ENOENT);
+        var result = new Fsx.ModelChecker(dirs[0], dirs[1]).Run(seed, ops);
+        Console.WriteLine(result.Report());
+        return result.Passed ? 0 : 1;
     }
 
     [DllImport("libc", EntryPoint = "getuid")] private static extern uint Libc_GetUid();

@@ -10,7 +10,7 @@ namespace ExtFuse.Samples.Memory;
 /// are the kernel's (mount with default_permissions, as the CLI does); ACCESS is answered for
 /// mounts without it. One lock guards the tree: simple, and correct under concurrent callers.
 /// </summary>
-public sealed class MemoryFileSystem : RawFileSystem
+public class MemoryFileSystem : RawFileSystem
 {
     private const int NameMax = 255, SymlinkMax = 4095, XattrNameMax = 255, XattrSizeMax = 65536;
     private const uint LinkMax = 65000;

@@ -21,6 +21,7 @@ public sealed class FuseRequest
     private bool _interrupted;
     private CancellationTokenSource? _cts;
     private byte[] _replyBuffer = [];
+    private int _replyOffset;
 
     internal FuseRequest(FuseSession? session) => _session = session;
 
@@ -132,12 +133,18 @@ public sealed class FuseRequest
     /// </summary>
     public Span<byte> GetReplyBuffer(int size)
     {
-        if (_replyBuffer.Length < size)
-            _replyBuffer = GC.AllocateUninitializedArray<byte>(Math.Max(size, 4096), pinned: true);
-        return _replyBuffer.AsSpan(0, size);
+        if (_replyBuffer.Length - _replyOffset < size)
+        {
+            // Page-aligned, so a handler may read into it with O_DIRECT.
+            _replyBuffer = GC.AllocateUninitializedArray<byte>(Math.Max(size, 4096) + 4096, pinned: true);
+            _replyOffset = (int)(4096 - (AddressOf(_replyBuffer) & 4095)) & 4095;
+        }
+        return _replyBuffer.AsSpan(_replyOffset, size);
     }
 
-    public void ReplyBuffer(int length) => ReplyData(_replyBuffer.AsSpan(0, length));
+    private static unsafe nint AddressOf(byte[] pinned) => (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(pinned));
+
+    public void ReplyBuffer(int length) => ReplyData(_replyBuffer.AsSpan(_replyOffset, length));
 
     /// <summary>Marks a request that takes no reply (FORGET, NOTIFY_REPLY) as finished.</summary>
     internal void CompleteWithoutReply()

@@ -127,9 +127,13 @@ public sealed partial class FuseSession : IDisposable
         private readonly DeviceChannel _channel = new(fd);
         public volatile FuseRequest? Current;
 
+        // fuse_in_header + fuse_write_in: reading at this offset into a page puts WRITE data on a page boundary.
+        private const int WriteHeaders = 40 + 40;
+
         public void Run()
         {
-            var buffer = (byte*)NativeMemory.AlignedAlloc((nuint)bufferSize, 4096);
+            var block = (byte*)NativeMemory.AlignedAlloc((nuint)(bufferSize + 4096), 4096);
+            var buffer = block + 4096 - WriteHeaders;
             var request = session.Rent();
             string reason = "unmounted";
             try
@@ -163,7 +167,7 @@ public sealed partial class FuseSession : IDisposable
             }
             finally
             {
-                NativeMemory.AlignedFree(buffer);
+                NativeMemory.AlignedFree(block);
                 if (ownsFd) Libc.Close(fd);
                 session.ReaderStopped(reason);
             }

@@ -173,3 +173,33 @@ public class StackFsDirectIoTests(StackMount m) : IClassFixture<StackMount>
         Assert.Equal(65536 + 4096, new FileInfo(m.InSource(f)).Length);
     }
 }
+
+/// <summary>The node API's bookkeeping of names, seen through StackFs nodes.</summary>
+public class NodeTreeTests(StackMount m) : IClassFixture<StackMount>
+{
+    [Fact]
+    public void Paths_follow_renames_and_hard_links_and_end_at_unlink()
+    {
+        var fs = (ExtFuse.Nodes.NodeFileSystem)m.Fs;
+        var d = m.NewDir("paths");
+        var rel = "/" + Path.GetFileName(d);
+        Directory.CreateDirectory(Path.Combine(d, "a"));
+        File.WriteAllText(Path.Combine(d, "a", "f"), "x");
+        var node = fs.FindByStableIno(LStat(Path.Combine(d, "a", "f")).Ino);
+        Assert.NotNull(node);
+        Assert.Equal($"{rel}/a/f", node.GetPath());
+
+        Assert.Equal(0, Rename(Path.Combine(d, "a"), Path.Combine(d, "b")));
+        Assert.Equal($"{rel}/b/f", node.GetPath());
+        Assert.Equal(0, Rename(Path.Combine(d, "b", "f"), Path.Combine(d, "g")));
+        Assert.Equal($"{rel}/g", node.GetPath());
+
+        // A second name: the node is the same object, reachable under either name.
+        Assert.Equal(0, Link(Path.Combine(d, "g"), Path.Combine(d, "b", "h")));
+        Assert.Same(node, fs.FindByStableIno(LStat(Path.Combine(d, "b", "h")).Ino));
+        Assert.Equal(0, Unlink(Path.Combine(d, "g")));
+        Assert.Equal($"{rel}/b/h", node.GetPath());
+        Assert.Equal(0, Unlink(Path.Combine(d, "b", "h")));
+        Assert.Null(node.GetPath());
+    }
+}

@@ -39,6 +39,9 @@ public class NodeFileSystem : RawFileSystem
     public int NodeCount { get { lock (_table) return _byId.Count; } }
     public int OpenHandleCount { get { lock (_table) return _handles.Count; } }
 
+    /// <summary>The live node for a stable inode number, if the kernel holds one.</summary>
+    public Node? FindByStableIno(ulong ino) { lock (_table) return _byIno.GetValueOrDefault(ino); }
+
     // ---- the table ----
 
     private Node? Get(ulong id) { lock (_table) return _byId.GetValueOrDefault(id); }

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using ExtFuse.Interop;
 
 namespace ExtFuse.Samples.Stack;
 
@@ -13,19 +14,6 @@ internal static unsafe partial class Native
 
     private static int R(long rc) => rc < 0 ? -Marshal.GetLastPInvokeError() : (int)rc;
     private static long RL(long rc) => rc < 0 ? -Marshal.GetLastPInvokeError() : rc;
-
-    [StructLayout(LayoutKind.Sequential)] public struct TimeSpec { public long Sec, Nsec; }
-
-    [StructLayout(LayoutKind.Sequential)]
-    public struct Stat
-    {
-        public ulong Dev, Ino, Nlink;
-        public uint Mode, Uid, Gid, Pad0;
-        public ulong Rdev;
-        public long Size, BlkSize, Blocks;
-        public TimeSpec Atime, Mtime, Ctime;
-        public long R0, R1, R2;
-    }
 
     [StructLayout(LayoutKind.Sequential)]
     public struct StatFs

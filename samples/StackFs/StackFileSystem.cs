@@ -1,4 +1,5 @@
 using System.Buffers.Text;
+using ExtFuse.Interop;
 using ExtFuse.Nodes;
 using ExtFuse.Protocol;
 using static ExtFuse.Samples.Stack.Native;

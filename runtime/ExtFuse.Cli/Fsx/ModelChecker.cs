@@ -1,7 +1,7 @@
-using System.IO.MemoryMappedFiles;
 using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
+using ExtFuse.Interop;
 
 namespace ExtFuse.Cli.Fsx;
 
@@ -206,13 +206,17 @@ public sealed partial class ModelChecker(string underTest, string reference)
         if (size == 0) return "empty";
         var offset = op.Offset % size;
         var length = Math.Min(op.Length, size - offset);
-        using (var mmf = MemoryMappedFile.CreateFromFile(p, FileMode.Open, null, 0, MemoryMappedFileAccess.ReadWrite))
-        using (var view = mmf.CreateViewAccessor(offset, length))
+        var fd = Sys.Open(p, Sys.O_RDWR, 0);
+        if (fd < 0) return Ret(fd);
+        try
         {
-            var data = Pattern(op.Seed, length);
-            view.WriteArray(0, data, 0, data.Length);
-            view.Flush();
+            // MappedFile copies with native memcpy: safe even when the daemon is in this process.
+            var pageStart = offset & ~4095L;
+            using var map = MappedFile.Map(fd, pageStart, offset - pageStart + length, writable: true);
+            map.Write(offset - pageStart, Pattern(op.Seed, length));
+            map.Flush();
         }
+        finally { Sys.Close(fd); }
         return $"mapped {length}";
     }
 
@@ -248,7 +252,7 @@ public sealed partial class ModelChecker(string underTest, string reference)
     private static unsafe partial class Sys
     {
         private const string L = "libc";
-        public const int O_RDONLY = 0, O_WRONLY = 1, O_CREAT = 0x40;
+        public const int O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2, O_CREAT = 0x40;
         private static int E(long rc) => rc < 0 ? -Marshal.GetLastPInvokeError() : (int)rc;
 
         [LibraryImport(L, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)] private static partial int open_(string p, int f, uint m);
@@ -284,15 +288,6 @@ public sealed partial class ModelChecker(string underTest, string reference)
         [LibraryImport(L, EntryPoint = "readlink", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)] private static partial nint readlink_(string p, byte* b, nuint n);
         public static string ReadLink(string p) { var buf = new byte[4096]; fixed (byte* b = buf) { var n = readlink_(p, b, 4096); return n < 0 ? "?" : Encoding.UTF8.GetString(buf, 0, (int)n); } }
 
-        [StructLayout(LayoutKind.Sequential)]
-        public struct Stat
-        {
-            public ulong Dev, Ino, Nlink;
-            public uint Mode, Uid, Gid, Pad0;
-            public ulong Rdev;
-            public long Size, BlkSize, Blocks;
-            public long At, AtN, Mt, MtN, Ct, CtN, R0, R1, R2;
-        }
         [LibraryImport(L, EntryPoint = "lstat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)] private static partial int lstat_(string p, Stat* s);
         public static int LStat(string p, out Stat s) { fixed (Stat* sp = &s) return E(lstat_(p, sp)); }
     }

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using System.Text;
+using ExtFuse.Interop;
 
 namespace ExtFuse.Tests.Support;
 
@@ -121,7 +122,6 @@ public static unsafe partial class Posix
     private static partial int lchown_(string path, uint uid, uint gid);
     public static int Chown(string path, uint uid, uint gid) => Err(lchown_(path, uid, gid));
 
-    [StructLayout(LayoutKind.Sequential)] public struct TimeSpec { public long Sec, Nsec; }
 
     [LibraryImport(L, EntryPoint = "utimensat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int utimensat_(int dirfd, string path, TimeSpec* times, int flags);
@@ -130,18 +130,6 @@ public static unsafe partial class Posix
         var t = stackalloc TimeSpec[2];
         t[0] = atime; t[1] = mtime;
         return Err(utimensat_(AT_FDCWD, path, t, 0x100 /* AT_SYMLINK_NOFOLLOW */));
-    }
-
-    /// <summary>struct stat on x86_64.</summary>
-    [StructLayout(LayoutKind.Sequential)]
-    public struct Stat
-    {
-        public ulong Dev, Ino, Nlink;
-        public uint Mode, Uid, Gid, Pad0;
-        public ulong Rdev;
-        public long Size, BlkSize, Blocks;
-        public TimeSpec Atime, Mtime, Ctime;
-        public long R0, R1, R2;
     }
 
     [LibraryImport(L, EntryPoint = "lstat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]

@@ -15,6 +15,11 @@ missing=()
 command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 command -v stress-ng >/dev/null 2>&1 || missing+=(stress-ng)
+command -v bpftool >/dev/null 2>&1 || [ -x /usr/sbin/bpftool ] || missing+=(bpftool)
+[ -f /usr/include/bpf/bpf_helpers.h ] || missing+=(libbpf-dev)
+has_clang=no
+for c in clang clang-19 clang-18 clang-17 clang-16 clang-15 clang-14; do command -v "$c" >/dev/null 2>&1 && has_clang=yes && break; done
+[ "$has_clang" = yes ] || missing+=(clang)
 if [ ${#missing[@]} -gt 0 ]; then
   need_root "installing ${missing[*]}"
   echo "setup: installing ${missing[*]}"

@@ -1,0 +1,54 @@
+using System;
+using System.Collections;
+using System.Collections.Generic;
+using System.Collections.Immutable;
+using System.Linq;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.Text;
+
+namespace ExtFuse.Generator;
+
+/// <summary>An immutable array compared by its elements, so pipeline models can be cached.</summary>
+internal readonly struct EquatableArray<T>(ImmutableArray<T> items) : IEquatable<EquatableArray<T>>, IEnumerable<T> where T : IEquatable<T>
+{
+    private readonly ImmutableArray<T> _items = items;
+    public ImmutableArray<T> Items => _items.IsDefault ? ImmutableArray<T>.Empty : _items;
+    public int Count => Items.Length;
+    public bool Equals(EquatableArray<T> other) => Items.SequenceEqual(other.Items);
+    public override bool Equals(object? obj) => obj is EquatableArray<T> o && Equals(o);
+    public override int GetHashCode()
+    {
+        var h = 17;
+        foreach (var i in Items) h = unchecked(h * 31 + (i?.GetHashCode() ?? 0));
+        return h;
+    }
+    public IEnumerator<T> GetEnumerator() => ((IEnumerable<T>)Items).GetEnumerator();
+    IEnumerator IEnumerable.GetEnumerator() => GetEnumerator();
+}
+
+/// <summary>A diagnostic without symbols or trees: where (file, span, lines) and what.</summary>
+internal sealed record DiagnosticInfo(string Id, string FilePath, TextSpan Span, LinePositionSpan Lines, EquatableArray<string> Args)
+{
+    public static DiagnosticInfo Create(DiagnosticDescriptor d, Location location, params string[] args)
+    {
+        var line = location.GetLineSpan();
+        return new DiagnosticInfo(d.Id, line.Path ?? "", location.SourceSpan, line.Span, new EquatableArray<string>(args.ToImmutableArray()));
+    }
+
+    public Diagnostic ToDiagnostic()
+    {
+        var descriptor = typeof(Diagnostics).GetFields().Select(f => (DiagnosticDescriptor)f.GetValue(null)!).First(d => d.Id == Id);
+        return Diagnostic.Create(descriptor, Location.Create(FilePath, Span, Lines), Args.Items.Cast<object>().ToArray());
+    }
+}
+
+/// <summary>A [Check] method: its name, the operations it applies to, and its C function name.</summary>
+internal sealed record CheckModel(string Name, uint Ops, string CFunction);
+
+/// <summary>Everything the generator emits for one [FileSystem] class; strings and numbers only.</summary>
+internal sealed record FileSystemModel(
+    string Namespace, string ClassName, string FullName,
+    EquatableArray<CheckModel> Checks, string CFunctions, EquatableArray<DiagnosticInfo> Diagnostics)
+{
+    public bool FailedClosed => Diagnostics.Count > 0;
+}

@@ -87,7 +87,7 @@ public sealed class FileSystemGenerator : IIncrementalGenerator
         sb.AppendLine("    ];");
         if (model.Checks.Count > 0)
             sb.AppendLine().AppendLine($"    /// <summary>The BPF object built from this class, next to the assembly.</summary>")
-              .AppendLine($"    public const string BpfObject = \"{BpfFileName(model)}.o\";");
+              .AppendLine($"    public const string BpfObject = \"{model.FullName}.bpf.o\";");
         sb.AppendLine("}");
         return sb.ToString();
     }
@@ -125,7 +125,9 @@ public sealed class FileSystemGenerator : IIncrementalGenerator
 
             """);
         sb.Append(model.CFunctions);
-        sb.AppendLine("#line default");
+        // Back to this file's own numbering (C has no "#line default"): the directive names the next line.
+        var next = sb.ToString().Count(c => c == '\n') + 2;
+        sb.AppendLine($"#line {next} \"{BpfFileName(model)}\"");
         foreach (var c in model.Checks)
         {
             sb.AppendLine();

@@ -40,7 +40,9 @@ public class BpfBuildTests
         """;
 
     /// <summary>Writes a project with the given BPF sources into a fresh directory.</summary>
-    private static string Project(params (string Name, string Text)[] sources)
+    private static string Project(params (string Name, string Text)[] sources) => Project(declarative: false, sources);
+
+    private static string Project(bool declarative, params (string Name, string Text)[] sources)
     {
         var dir = Directory.CreateTempSubdirectory("extfuse-bpfproj-").FullName;
         var root = RepoRoot();
@@ -50,14 +52,21 @@ public class BpfBuildTests
                 <TargetFramework>net10.0</TargetFramework>
                 <ImplicitUsings>enable</ImplicitUsings>
               </PropertyGroup>
+              <PropertyGroup Condition="{declarative}">
+                <ExtFuseGeneratedBpf>true</ExtFuseGeneratedBpf>
+              </PropertyGroup>
               <ItemGroup>
                 <BpfSource Include="*.bpf.c" />
                 <ProjectReference Include="{root}/bpf-runtime/ExtFuse.Bpf.Build/ExtFuse.Bpf.Build.csproj" ReferenceOutputAssembly="false" />
               </ItemGroup>
+              <ItemGroup Condition="{declarative}">
+                <ProjectReference Include="{root}/runtime/ExtFuse.Runtime/ExtFuse.Runtime.csproj" />
+                <ProjectReference Include="{root}/generator/ExtFuse.Generator/ExtFuse.Generator.csproj" OutputItemType="Analyzer" ReferenceOutputAssembly="false" />
+              </ItemGroup>
               <Import Project="{root}/bpf-runtime/ExtFuse.Bpf.targets" />
             </Project>
             """);
-        File.WriteAllText(Path.Combine(dir, "Sample.cs"), "namespace Sample; public static class Marker { }");
+        if (!sources.Any(x => x.Name.EndsWith(".cs"))) File.WriteAllText(Path.Combine(dir, "Sample.cs"), "namespace Sample; public static class Marker { }");
         foreach (var (name, text) in sources) File.WriteAllText(Path.Combine(dir, name), text);
         return dir;
     }
@@ -150,6 +159,89 @@ public class BpfBuildTests
             Assert.NotEqual(0, code);
             Assert.Contains("error EXTB0001: clang was not found on PATH", output);
             Assert.Contains("apt-get install clang", output);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void Generated_checks_build_into_verified_objects_that_agree_with_their_managed_twins()
+    {
+        var dir = Project(declarative: true, ("AccessRules.cs", GeneratorTests.AccessRules));
+        try
+        {
+            var (code, output) = Build(dir);
+            Assert.True(code == 0, output);
+            var obj = Path.Combine(dir, "bin", "Debug", "net10.0", "Sample.AccessRules.bpf.o");
+            Assert.True(File.Exists(obj), $"no {obj}:\n{output}");
+
+            // The managed twins, from the assembly the same build produced.
+            var asm = System.Reflection.Assembly.LoadFile(Path.Combine(dir, "bin", "Debug", "net10.0", "Sample.dll"));
+            var type = asm.GetType("Sample.AccessRules")!;
+            Assert.Equal("Sample.AccessRules.bpf.o", type.GetField("BpfObject")!.GetValue(null));
+            var rules = (IReadOnlyList<ExtFuse.Declarative.CheckRule>)type.GetProperty("CheckRules")!.GetValue(null)!;
+
+            // The same inputs through the kernel (BPF_PROG_TEST_RUN) and through .NET: edge cases, then random ones.
+            uint[] edgeU = [0, 1, 10, 11, 99, 100, 999, 1000, 1003, 1004, int.MaxValue, uint.MaxValue];
+            ulong[] edgeN = [0, 1, 99, 100, ulong.MaxValue];
+            var inputs = new List<ExtFuse.Declarative.CheckRequest>();
+            foreach (var u in edgeU) foreach (var f in new uint[] { 0, 1, 2, 3, uint.MaxValue }) foreach (var n in edgeN)
+                inputs.Add(new() { Opcode = u % 12, Uid = u, Gid = u, Pid = u, NodeId = n, Flags = f, Mode = u });
+            var rng = new Random(11);
+            for (var i = 0; i < 500; i++)
+                inputs.Add(new() { Opcode = (uint)rng.Next(60), Uid = (uint)rng.Next(990, 1010), Gid = (uint)rng.Next(), Pid = (uint)rng.Next(),
+                                   NodeId = (ulong)rng.NextInt64(0, 200), Flags = (uint)rng.Next(), Mode = (uint)rng.Next() });
+            Shell.Run("mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf");
+            using var kernel = new BpfTestRun(obj);
+            var compared = 0;
+            foreach (var rule in rules)
+                foreach (var input in inputs)
+                {
+                    var ctx = new CheckTestContext { Request = input, Result = -999 };
+                    kernel.Run($"test_{rule.Name}", ref ctx);
+                    var managed = rule.Check(input);
+                    Assert.True(managed == ctx.Result, $"{rule.Name}: .NET says {managed}, the kernel says {ctx.Result} for uid={input.Uid} flags={input.Flags} opcode={input.Opcode} node={input.NodeId}");
+                    compared++;
+                }
+            Assert.Equal(2 * inputs.Count, compared);
+            Assert.Contains(inputs, i => rules[0].Check(i) == 13);  // both verdicts occur
+            Assert.Contains(inputs, i => rules[0].Check(i) == 0);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    /// <summary>struct extfuse_check_test: the request in, the verdict out.</summary>
+    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)]
+    private struct CheckTestContext
+    {
+        public ExtFuse.Declarative.CheckRequest Request;
+        public int Result;
+        public uint Padding;
+    }
+
+    [Fact]
+    public void Code_outside_the_subset_fails_the_build_at_the_CSharp_line()
+    {
+        var dir = Project(declarative: true, ("Rules.cs", """
+            using ExtFuse.Declarative;
+            namespace Sample;
+            [FileSystem]
+            public partial class Rules
+            {
+                [Check(FuseOps.Open)]
+                public static int Spin(in CheckRequest req)
+                {
+                    while (req.Uid != 0) { }
+                    return 0;
+                }
+            }
+            """));
+        try
+        {
+            var (code, output) = Build(dir);
+            Assert.NotEqual(0, code);
+            Assert.Matches(@"Rules\.cs\(9,9\): error EXTF0002", output);
+            Assert.False(Directory.Exists(Path.Combine(dir, "obj", "Debug", "net10.0", "bpf", "gen")) &&
+                         Directory.GetFiles(Path.Combine(dir, "obj", "Debug", "net10.0", "bpf", "gen")).Length > 0, "C was emitted for rules that failed");
         }
         finally { Directory.Delete(dir, true); }
     }

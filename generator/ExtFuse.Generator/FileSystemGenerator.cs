@@ -57,7 +57,9 @@ public sealed class FileSystemGenerator : IIncrementalGenerator
         }
         diagnostics.AddRange(translator.Diagnostics);
         var ns = type.ContainingNamespace.IsGlobalNamespace ? "" : type.ContainingNamespace.ToDisplayString();
-        return new FileSystemModel(ns, type.Name, type.ToDisplayString(),
+        var isRaw = false;
+        for (var b = type.BaseType; b is not null; b = b.BaseType) isRaw |= b.ToDisplayString() == "ExtFuse.RawFileSystem";
+        return new FileSystemModel(ns, type.Name, type.ToDisplayString(), isRaw,
             new EquatableArray<CheckModel>(checks.ToImmutable()), translator.Functions,
             new EquatableArray<DiagnosticInfo>(diagnostics.ToImmutable()));
     }
@@ -85,6 +87,10 @@ public sealed class FileSystemGenerator : IIncrementalGenerator
         foreach (var c in model.Checks)
             sb.AppendLine($"        new(\"{c.Name}\", (global::ExtFuse.Declarative.FuseOps){c.Ops}u, {c.Name}),");
         sb.AppendLine("    ];");
+        if (model.IsRawFileSystem)
+            sb.AppendLine()
+              .AppendLine("    /// <summary>The session applies these before each handler (the managed fast path of the checks).</summary>")
+              .AppendLine("    public override global::System.Collections.Generic.IReadOnlyList<global::ExtFuse.Declarative.CheckRule> Rules => CheckRules;");
         if (model.Checks.Count > 0)
             sb.AppendLine().AppendLine($"    /// <summary>The BPF object built from this class, next to the assembly.</summary>")
               .AppendLine($"    public const string BpfObject = \"{model.FullName}.bpf.o\";");

@@ -47,7 +47,7 @@ internal sealed record CheckModel(string Name, uint Ops, string CFunction);
 
 /// <summary>Everything the generator emits for one [FileSystem] class; strings and numbers only.</summary>
 internal sealed record FileSystemModel(
-    string Namespace, string ClassName, string FullName,
+    string Namespace, string ClassName, string FullName, bool IsRawFileSystem,
     EquatableArray<CheckModel> Checks, string CFunctions, EquatableArray<DiagnosticInfo> Diagnostics)
 {
     public bool FailedClosed => Diagnostics.Count > 0;

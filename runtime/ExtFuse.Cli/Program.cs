@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using ExtFuse;
 using ExtFuse.Mounting;
+using ExtFuse.Samples.Guarded;
 using ExtFuse.Samples.Memory;
 using ExtFuse.Samples.Stack;
 using ExtFuse.Session;
@@ -18,6 +19,10 @@ public static class Program
               Mount an empty in-memory file system at MOUNTPOINT (an existing, empty
               directory) and serve it in the foreground until Ctrl-C, SIGTERM or
               `umount MOUNTPOINT`. Everything written there is gone after unmount.
+
+          extfuse mount guarded MOUNTPOINT [-o OPTIONS] [-v]
+              Like memory, but only root and uids 1000-1999 may change anything (rules
+              written as [Check] methods, also compiled to BPF). Use -o allow_other.
 
           extfuse mount stack --source DIR MOUNTPOINT [-o OPTIONS] [-v]
               Mount a loopback view of DIR at MOUNTPOINT: every operation is passed to
@@ -119,7 +124,8 @@ public static class Program
         {
             "memory" => new MemoryFileSystem(ownerUid: Libc_GetUid(), ownerGid: Libc_GetGid()),
             "stack" => StackFileSystem.Open(source!),
-            _ => throw new UsageException($"unknown file system '{kind}' (available: memory, stack)"),
+            "guarded" => new GuardedFileSystem(Libc_GetUid(), Libc_GetGid()),
+            _ => throw new UsageException($"unknown file system '{kind}' (available: memory, guarded, stack)"),
         };
         var options = new MountOptions { FsName = kind, Subtype = kind, DefaultPermissions = true }.With(optionLists);
 

@@ -72,6 +72,12 @@ public abstract class RawFileSystem
     public virtual void TmpFile(FuseRequest r, ulong parent, in FuseCreateIn create) => r.ReplyError(Errno.ENOSYS);
     public virtual void Statx(FuseRequest r, ulong nodeId, in FuseStatxIn statx) => r.ReplyError(Errno.ENOSYS);
 
+    /// <summary>
+    /// [Check] rules the session applies before calling a handler (a non-zero errno answers the
+    /// request). The generator overrides this for [FileSystem] classes with their CheckRules.
+    /// </summary>
+    public virtual IReadOnlyList<ExtFuse.Declarative.CheckRule> Rules => [];
+
     /// <summary>Which operations this file system overrides; INIT capabilities are derived from it.</summary>
     public virtual bool Implements(string method) => ImplementedMethods.Contains(method);
 

@@ -46,6 +46,7 @@ public sealed partial class FuseSession
 
     private void Dispatch(FuseRequest r, FuseOpcode op, ulong node, ReadOnlySpan<byte> body)
     {
+        if (_ruleOps != 0 && Denied(r, op, node, body)) return;
         var fs = _fs;
         switch (op)
         {
@@ -192,6 +193,55 @@ public sealed partial class FuseSession
                 r.ReplyError(Errno.ENOSYS);
                 break;
         }
+    }
+
+    // ---- [Check] rules: the managed twins of the BPF checks ----
+
+    private static ExtFuse.Declarative.FuseOps OpsOf(FuseOpcode op) => op switch
+    {
+        FuseOpcode.Lookup => ExtFuse.Declarative.FuseOps.Lookup,
+        FuseOpcode.GetAttr => ExtFuse.Declarative.FuseOps.GetAttr,
+        FuseOpcode.SetAttr => ExtFuse.Declarative.FuseOps.SetAttr,
+        FuseOpcode.Open => ExtFuse.Declarative.FuseOps.Open,
+        FuseOpcode.Create => ExtFuse.Declarative.FuseOps.Create,
+        FuseOpcode.Read => ExtFuse.Declarative.FuseOps.Read,
+        FuseOpcode.Write => ExtFuse.Declarative.FuseOps.Write,
+        FuseOpcode.Unlink => ExtFuse.Declarative.FuseOps.Unlink,
+        FuseOpcode.MkDir => ExtFuse.Declarative.FuseOps.MkDir,
+        FuseOpcode.RmDir => ExtFuse.Declarative.FuseOps.RmDir,
+        FuseOpcode.Rename or FuseOpcode.Rename2 => ExtFuse.Declarative.FuseOps.Rename,
+        FuseOpcode.Link => ExtFuse.Declarative.FuseOps.Link,
+        FuseOpcode.Symlink => ExtFuse.Declarative.FuseOps.Symlink,
+        FuseOpcode.MkNod => ExtFuse.Declarative.FuseOps.MkNod,
+        FuseOpcode.SetXattr => ExtFuse.Declarative.FuseOps.SetXattr,
+        FuseOpcode.RemoveXattr => ExtFuse.Declarative.FuseOps.RemoveXattr,
+        _ => ExtFuse.Declarative.FuseOps.None,
+    };
+
+    /// <summary>Runs the rules that apply to this opcode; the first errno answers the request.</summary>
+    private bool Denied(FuseRequest r, FuseOpcode op, ulong node, ReadOnlySpan<byte> body)
+    {
+        var ops = OpsOf(op);
+        if ((ops & _ruleOps) == 0) return false;
+        var req = new ExtFuse.Declarative.CheckRequest { Opcode = (uint)op, Uid = r.Uid, Gid = r.Gid, Pid = r.Pid, NodeId = node };
+        switch (op)
+        {
+            case FuseOpcode.Open: req.Flags = Arg<FuseOpenIn>(body).Flags; break;
+            case FuseOpcode.Create: req.Flags = Arg<FuseCreateIn>(body).Flags; req.Mode = Arg<FuseCreateIn>(body).Mode; break;
+            case FuseOpcode.MkDir: req.Mode = Arg<FuseMkdirIn>(body).Mode | 0x4000; break;
+            case FuseOpcode.MkNod: req.Mode = Arg<FuseMknodIn>(body).Mode; break;
+            case FuseOpcode.SetAttr when (Arg<FuseSetattrIn>(body).Valid & SetAttrValid.Mode) != 0: req.Mode = Arg<FuseSetattrIn>(body).Mode; break;
+        }
+        foreach (var rule in _rules)
+        {
+            if ((rule.Ops & ops) == 0) continue;
+            var err = rule.Check(in req);
+            if (err == 0) continue;
+            Log.RuleDenied(rule.Name, op, r.Unique, r.Uid, err);
+            r.ReplyError(err);
+            return true;
+        }
+        return false;
     }
 
     private static ref readonly T Arg<T>(ReadOnlySpan<byte> body) where T : unmanaged

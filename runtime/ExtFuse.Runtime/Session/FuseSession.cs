@@ -16,6 +16,8 @@ namespace ExtFuse.Session;
 public sealed partial class FuseSession : IDisposable
 {
     private readonly RawFileSystem _fs;
+    private readonly ExtFuse.Declarative.CheckRule[] _rules;
+    private readonly ExtFuse.Declarative.FuseOps _ruleOps;
     private readonly FuseSessionOptions _options;
     private readonly ConcurrentDictionary<ulong, FuseRequest> _detached = new();
     private readonly List<Reader> _readers = [];
@@ -32,6 +34,8 @@ public sealed partial class FuseSession : IDisposable
     public FuseSession(RawFileSystem fs, FuseSessionOptions? options = null, ILogger? logger = null)
     {
         _fs = fs;
+        _rules = [.. fs.Rules];
+        foreach (var rule in _rules) _ruleOps |= rule.Ops;
         _options = options ?? new FuseSessionOptions();
         Log = new SessionLog(logger ?? NullLogger.Instance);
     }

@@ -40,6 +40,9 @@ internal sealed partial class SessionLog
     [LoggerMessage(9, LogLevel.Debug, "session ended: {Reason}")]
     public partial void Ended(string reason);
 
+    [LoggerMessage(11, LogLevel.Debug, "rule {Rule} denied {Opcode} request {Unique} of uid {Uid}: errno {Errno}")]
+    public partial void RuleDenied(string rule, FuseOpcode opcode, ulong unique, uint uid, int errno);
+
     [LoggerMessage(10, LogLevel.Error, "Destroy() of the file system failed")]
     public partial void DestroyFailed(Exception ex);
 }

@@ -17,8 +17,7 @@ namespace ExtFuse.Generator;
 [Generator(LanguageNames.CSharp)]
 public sealed class FileSystemGenerator : IIncrementalGenerator
 {
-    public const string FileSystemAttribute = "ExtFuse.Declarative.FileSystemAttribute";
-    private const string CheckAttribute = "ExtFuse.Declarative.CheckAttribute";
+    public const string FileSystemAttribute = RuleParser.FileSystemAttribute;
     /// <summary>Step name, for incremental-generator tests.</summary>
     public const string ModelStep = "FileSystemModel";
 
@@ -27,47 +26,16 @@ public sealed class FileSystemGenerator : IIncrementalGenerator
         var models = context.SyntaxProvider
             .ForAttributeWithMetadataName(FileSystemAttribute,
                 static (node, _) => node is ClassDeclarationSyntax,
-                static (ctx, ct) => Parse((INamedTypeSymbol)ctx.TargetSymbol, (ClassDeclarationSyntax)ctx.TargetNode, ctx.SemanticModel.Compilation, ct))
+                static (ctx, ct) => RuleParser.Parse((INamedTypeSymbol)ctx.TargetSymbol, ctx.SemanticModel.Compilation, ct))
             .WithTrackingName(ModelStep);
         context.RegisterSourceOutput(models, static (spc, model) => Emit(spc, model));
     }
 
-    internal static FileSystemModel Parse(INamedTypeSymbol type, ClassDeclarationSyntax syntax, Compilation compilation, CancellationToken ct)
-    {
-        var diagnostics = ImmutableArray.CreateBuilder<DiagnosticInfo>();
-        if (!syntax.Modifiers.Any(m => m.Text == "partial"))
-            diagnostics.Add(DiagnosticInfo.Create(Diagnostics.NotPartial, syntax.Identifier.GetLocation(), type.Name));
-
-        var translator = new Translator(compilation, type, ct);
-        var checks = ImmutableArray.CreateBuilder<CheckModel>();
-        foreach (var method in type.GetMembers().OfType<IMethodSymbol>())
-        {
-            var attr = method.GetAttributes().FirstOrDefault(a => a.AttributeClass?.ToDisplayString() == CheckAttribute);
-            if (attr is null) continue;
-            var location = method.Locations.FirstOrDefault() ?? Location.None;
-            var ok = method.IsStatic && method.ReturnType.SpecialType == SpecialType.System_Int32 && method.Parameters.Length == 1
-                     && Translator.IsRequest(method.Parameters[0].Type) && method.Parameters[0].RefKind is RefKind.In or RefKind.None;
-            if (!ok)
-            {
-                diagnostics.Add(DiagnosticInfo.Create(Diagnostics.BadSignature, location, method.Name));
-                continue;
-            }
-            var ops = attr.ConstructorArguments.Length == 1 && attr.ConstructorArguments[0].Value is uint u ? u : 0u;
-            checks.Add(new CheckModel(method.Name, ops, translator.Translate(method)));
-        }
-        diagnostics.AddRange(translator.Diagnostics);
-        var ns = type.ContainingNamespace.IsGlobalNamespace ? "" : type.ContainingNamespace.ToDisplayString();
-        var isRaw = false;
-        for (var b = type.BaseType; b is not null; b = b.BaseType) isRaw |= b.ToDisplayString() == "ExtFuse.RawFileSystem";
-        return new FileSystemModel(ns, type.Name, type.ToDisplayString(), isRaw,
-            new EquatableArray<CheckModel>(checks.ToImmutable()), translator.Functions,
-            new EquatableArray<DiagnosticInfo>(diagnostics.ToImmutable()));
-    }
-
     private static void Emit(SourceProductionContext spc, FileSystemModel model)
     {
-        foreach (var d in model.Diagnostics) spc.ReportDiagnostic(d.ToDiagnostic());
-        if (model.FailedClosed) return; // never emit for rules that did not validate
+        // The BPF-subset analyzer in this assembly reports the diagnostics (in the IDE and at
+        // build); the generator only refuses to emit for rules that did not validate.
+        if (model.FailedClosed) return;
         spc.AddSource($"{model.FullName}.Rules.g.cs", SourceText.From(EmitCSharp(model), Encoding.UTF8));
         if (model.Checks.Count > 0)
             spc.AddSource($"{model.FullName}.Bpf.g.cs", SourceText.From(EmitCarrier(model), Encoding.UTF8));

@@ -35,10 +35,13 @@ internal sealed record DiagnosticInfo(string Id, string FilePath, TextSpan Span,
         return new DiagnosticInfo(d.Id, line.Path ?? "", location.SourceSpan, line.Span, new EquatableArray<string>(args.ToImmutableArray()));
     }
 
-    public Diagnostic ToDiagnostic()
+    /// <summary>Back to a Roslyn diagnostic, located in the compilation's own tree so #pragma and suppressions apply.</summary>
+    public Diagnostic ToDiagnostic(Compilation compilation)
     {
         var descriptor = typeof(Diagnostics).GetFields().Select(f => (DiagnosticDescriptor)f.GetValue(null)!).First(d => d.Id == Id);
-        return Diagnostic.Create(descriptor, Location.Create(FilePath, Span, Lines), Args.Items.Cast<object>().ToArray());
+        var tree = compilation.SyntaxTrees.FirstOrDefault(t => t.FilePath == FilePath);
+        var location = tree is null ? Location.Create(FilePath, Span, Lines) : Location.Create(tree, Span);
+        return Diagnostic.Create(descriptor, location, Args.Items.Cast<object>().ToArray());
     }
 }
 

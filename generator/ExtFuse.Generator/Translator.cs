@@ -34,6 +34,9 @@ internal sealed class Translator(Compilation compilation, INamedTypeSymbol owner
     private void Report(DiagnosticDescriptor d, SyntaxNode node, params string[] args) =>
         _diagnostics.Add(DiagnosticInfo.Create(d, node.GetLocation(), args));
 
+    private void Report(DiagnosticDescriptor d, SyntaxToken token, params string[] args) =>
+        _diagnostics.Add(DiagnosticInfo.Create(d, token.GetLocation(), args));
+
     /// <summary>Translates a method (and, first, what it calls). Returns its C name.</summary>
     public string Translate(IMethodSymbol method)
     {
@@ -43,7 +46,7 @@ internal sealed class Translator(Compilation compilation, INamedTypeSymbol owner
         if (syntax is null) return name;
         if (!_inProgress.Add(method))
         {
-            Report(ExtFuse.Generator.Diagnostics.Recursion, syntax.Identifier.Parent!, method.Name);
+            Report(ExtFuse.Generator.Diagnostics.Recursion, syntax.Identifier, method.Name);
             return name;
         }
         var model = compilation.GetSemanticModel(syntax.SyntaxTree);
@@ -64,7 +67,7 @@ internal sealed class Translator(Compilation compilation, INamedTypeSymbol owner
         _inProgress.Remove(method);
         _translated[method] = name;
         _stack[method] = fn.StackBytes + fn.CalleeStack;
-        if (_stack[method] > 512) Report(ExtFuse.Generator.Diagnostics.StackTooLarge, syntax.Identifier.Parent!, method.Name, _stack[method].ToString(CultureInfo.InvariantCulture));
+        if (_stack[method] > 512) Report(ExtFuse.Generator.Diagnostics.StackTooLarge, syntax.Identifier, method.Name, _stack[method].ToString(CultureInfo.InvariantCulture));
         return name;
     }
 
@@ -130,8 +133,11 @@ internal sealed class Translator(Compilation compilation, INamedTypeSymbol owner
                     {
                         var local = (ILocalSymbol)model.GetDeclaredSymbol(v)!;
                         StackBytes += 8;
+                        var reported = t._diagnostics.Count;
                         var init = v.Initializer is null ? "0" : Expr(v.Initializer.Value);
-                        sb.Append(Indent(depth)).Append($"{t.CType(local.Type, d)} v_{local.Name} = {init};\n");
+                        // A bad initializer was reported already; its type would only repeat it.
+                        var ctype = t._diagnostics.Count > reported ? "__s64" : t.CType(local.Type, d);
+                        sb.Append(Indent(depth)).Append($"{ctype} v_{local.Name} = {init};\n");
                     }
                     break;
                 case ExpressionStatementSyntax e:

@@ -1,0 +1,119 @@
+using ExtFuse.Declarative;
+using ExtFuse.Generator;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp.Testing;
+using Microsoft.CodeAnalysis.Testing;
+
+namespace ExtFuse.Tests;
+
+/// <summary>
+/// BpfSubsetAnalyzer through Microsoft.CodeAnalysis.CSharp.Analyzer.Testing: for every diagnostic
+/// a failing case (the exact span, marked {|#0:...|}) and a passing case that stays in the subset.
+/// </summary>
+public class AnalyzerTests
+{
+    private static async Task Verify(string source, params DiagnosticResult[] expected)
+    {
+        var test = new CSharpAnalyzerTest<BpfSubsetAnalyzer, DefaultVerifier>
+        {
+            TestCode = source,
+            // The running .NET's own assemblies, so nothing is downloaded at test time.
+            ReferenceAssemblies = new ReferenceAssemblies("net10.0"),
+        };
+        foreach (var path in ((string)AppContext.GetData("TRUSTED_PLATFORM_ASSEMBLIES")!).Split(':'))
+            if (Path.GetFileName(path).StartsWith("System.") || Path.GetFileName(path) is "mscorlib.dll" or "netstandard.dll")
+                test.TestState.AdditionalReferences.Add(MetadataReference.CreateFromFile(path));
+        test.TestState.AdditionalReferences.Add(MetadataReference.CreateFromFile(typeof(CheckRequest).Assembly.Location));
+        test.ExpectedDiagnostics.AddRange(expected);
+        await test.RunAsync();
+    }
+
+    private static string Rule(string body, string members = "") => $$"""
+        using ExtFuse.Declarative;
+        [FileSystem]
+        public partial class Rules
+        {
+            [Check(FuseOps.Open)]
+            public static int Rule(in CheckRequest req)
+            {
+                {{body}}
+            }
+            {{members}}
+        }
+        """;
+
+    private static DiagnosticResult Error(string id) => new DiagnosticResult(id, DiagnosticSeverity.Error).WithLocation(0);
+
+    public static TheoryData<string, string, string, string> Cases => new()
+    {
+        // id, failing body (span marked), passing body, extra members
+        { "EXTF0001", "return {|#0:req.ToString().Length|};", "return (int)req.Uid;", "" },
+        { "EXTF0002", "{|#0:while (req.Uid > 3) { }|} return 0;", "for (var i = 0; i < 3; i++) { } return 0;", "" },
+        { "EXTF0003", "var s = {|#0:\"x\"|}; return 0;", "var s = 'x'; return s;", "" },
+        { "EXTF0004", "var a = {|#0:new int[2]|}; return 0;", "var a = 2; return a;", "" },
+        { "EXTF0005", "return (int){|#0:(req.Uid * 1.5)|};", "return (int)(req.Uid * 3 / 2);", "" },
+        { "EXTF0006", "{|#0:throw new System.InvalidOperationException();|}", "return 1;", "" },
+        { "EXTF0007", "return Again(1);", "return Once(1);", "static int Again(int x) => {|#0:Again(x)|}; static int Once(int x) => x + 1;" },
+        { "EXTF0008", "return {|#0:System.Math.Max(1, 2)|};", "return Max(1, 2);", "static int Max(int a, int b) => a > b ? a : b;" },
+        { "EXTF0009", "return {|#0:(int)req.Uid / (int)req.Gid|};", "return (int)req.Uid / 4;", "" },
+    };
+
+    [Theory, MemberData(nameof(Cases))]
+    public async Task Each_diagnostic_fails_its_bad_case_and_passes_its_good_one(string id, string bad, string good, string members)
+    {
+        await Verify(Rule(bad, members), Error(id));
+        await Verify(Rule(good, members.Replace("{|#0:", "").Replace("|}", "")));
+    }
+
+    [Fact]
+    public async Task Stack_use_over_512_bytes_is_reported_on_each_method_that_needs_it()
+    {
+        var locals = string.Join(" ", Enumerable.Range(0, 70).Select(i => $"var v{i} = x + {i};"));
+        await Verify(Rule("return Big(0);", $"static int {{|#1:Big|}}(int x) {{ {locals} return x; }}").Replace("public static int Rule(", "public static int {|#0:Rule|}("),
+            Error("EXTF0011"), new DiagnosticResult("EXTF0011", DiagnosticSeverity.Error).WithLocation(1));
+        var few = string.Join(" ", Enumerable.Range(0, 40).Select(i => $"var v{i} = x + {i};"));
+        await Verify(Rule("return Big(0);", $"static int Big(int x) {{ {few} return x; }}"));
+    }
+
+    [Fact]
+    public async Task A_bad_signature_is_reported_on_the_method()
+    {
+        await Verify("""
+            using ExtFuse.Declarative;
+            [FileSystem]
+            public partial class Rules
+            {
+                [Check(FuseOps.Open)]
+                public int {|#0:Rule|}(CheckRequest req) => 0;
+            }
+            """, Error("EXTF0010"));
+        await Verify("""
+            using ExtFuse.Declarative;
+            [FileSystem]
+            public partial class Rules
+            {
+                [Check(FuseOps.Open)]
+                public static int Rule(in CheckRequest req) => 0;
+            }
+            """);
+    }
+
+    [Fact]
+    public async Task A_file_system_class_must_be_partial()
+    {
+        await Verify("""
+            using ExtFuse.Declarative;
+            [FileSystem]
+            public class {|#0:Rules|}
+            {
+            }
+            """, Error("EXTF0012"));
+        await Verify("""
+            using ExtFuse.Declarative;
+            public class NotAFileSystem
+            {
+                public static int Anything() { while (true) { } }
+            }
+            """);
+    }
+}

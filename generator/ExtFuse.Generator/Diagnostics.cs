@@ -32,6 +32,10 @@ internal static class Diagnostics
         "[Check] method '{0}' must be declared 'static int {0}(in CheckRequest req)'");
     public static readonly DiagnosticDescriptor StackTooLarge = Error("EXTF0011", "BPF stack limit",
         "'{0}' needs about {1} bytes of stack with its inlined callees; BPF allows 512");
+    public static readonly DiagnosticDescriptor CacheNotSupported = Error("EXTF0013", "Cache rule without cache timeouts",
+        "[{0}] needs a file system with a virtual {1} property (MemoryFileSystem or NodeFileSystem, or a base of your own)");
+    public static readonly DiagnosticDescriptor BadTimeout = Error("EXTF0014", "Bad cache timeout",
+        "[{0}] takes a finite, non-negative number of seconds, not {1}");
     public static readonly DiagnosticDescriptor NotPartial = Error("EXTF0012", "File system class must be partial",
         "[FileSystem] class '{0}' must be declared partial so the generator can add to it");
 }

@@ -55,6 +55,10 @@ public sealed class FileSystemGenerator : IIncrementalGenerator
         foreach (var c in model.Checks)
             sb.AppendLine($"        new(\"{c.Name}\", (global::ExtFuse.Declarative.FuseOps){c.Ops}u, {c.Name}),");
         sb.AppendLine("    ];");
+        foreach (var t in model.Timeouts)
+            sb.AppendLine()
+              .AppendLine($"    /// <summary>From [{(t.Property == "AttrTimeout" ? "CacheAttr" : "CacheEntry")}] on this class.</summary>")
+              .AppendLine($"    public override global::System.TimeSpan {t.Property} => global::System.TimeSpan.FromSeconds({t.Seconds.ToString("R", global::System.Globalization.CultureInfo.InvariantCulture)});");
         if (model.IsRawFileSystem)
             sb.AppendLine()
               .AppendLine("    /// <summary>The session applies these before each handler (the managed fast path of the checks).</summary>")

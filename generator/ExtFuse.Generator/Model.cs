@@ -48,10 +48,13 @@ internal sealed record DiagnosticInfo(string Id, string FilePath, TextSpan Span,
 /// <summary>A [Check] method: its name, the operations it applies to, and its C function name.</summary>
 internal sealed record CheckModel(string Name, uint Ops, string CFunction);
 
+/// <summary>A generated override of a cache timeout property.</summary>
+internal sealed record TimeoutModel(string Property, double Seconds);
+
 /// <summary>Everything the generator emits for one [FileSystem] class; strings and numbers only.</summary>
 internal sealed record FileSystemModel(
     string Namespace, string ClassName, string FullName, bool IsRawFileSystem,
-    EquatableArray<CheckModel> Checks, string CFunctions, EquatableArray<DiagnosticInfo> Diagnostics)
+    EquatableArray<CheckModel> Checks, EquatableArray<TimeoutModel> Timeouts, string CFunctions, EquatableArray<DiagnosticInfo> Diagnostics)
 {
     public bool FailedClosed => Diagnostics.Count > 0;
 }

@@ -6,9 +6,12 @@ namespace ExtFuse.Samples.Guarded;
 /// <summary>
 /// MemoryFs where everyone may read but only root and the writers' uid range (1000-1999) may
 /// change anything. The rules are C# in the BPF subset: the session applies them before each
-/// handler, and the same methods are built into GuardedFs's .bpf.o for the kernel.
+/// handler, and the same methods are built into GuardedFs's .bpf.o for the kernel. Names and
+/// attributes may be cached by the kernel for 10 s: every change goes through this daemon.
 /// </summary>
 [FileSystem]
+[CacheEntry(10)]
+[CacheAttr(10)]
 public sealed partial class GuardedFileSystem(uint ownerUid = 0, uint ownerGid = 0) : MemoryFileSystem(ownerUid: ownerUid, ownerGid: ownerGid)
 {
     private const int EACCES = 13, EPERM = 1;

@@ -36,8 +36,8 @@ public class MemoryFileSystem : RawFileSystem
 
     public long Capacity { get; }
     /// <summary>How long the kernel may cache names and attributes. Every change goes through the kernel, which keeps its cache right.</summary>
-    public TimeSpan EntryTimeout { get; init; } = TimeSpan.FromSeconds(1);
-    public TimeSpan AttrTimeout { get; init; } = TimeSpan.FromSeconds(1);
+    public virtual TimeSpan EntryTimeout { get; init; } = TimeSpan.FromSeconds(1);
+    public virtual TimeSpan AttrTimeout { get; init; } = TimeSpan.FromSeconds(1);
 
     /// <summary>Nodes the file system holds (for tests: forgotten, unlinked nodes must go away).</summary>
     public int NodeCount { get { lock (_gate) return _nodes.Count; } }

@@ -98,6 +98,33 @@ public class AnalyzerTests
             """);
     }
 
+    private const string CachingBase = """
+        public class CachingBase : ExtFuse.RawFileSystem
+        {
+            public virtual System.TimeSpan EntryTimeout { get; init; }
+            public virtual System.TimeSpan AttrTimeout { get; init; }
+            public virtual System.TimeSpan NegativeTimeout { get; init; }
+        }
+        """;
+
+    [Fact]
+    public async Task Cache_rules_need_timeouts_to_set_and_sane_values()
+    {
+        await Verify("""
+            using ExtFuse.Declarative;
+            [FileSystem, {|#0:CacheEntry(5)|}]
+            public partial class NoTimeouts { }
+            """, Error("EXTF0013"));
+        await Verify(CachingBase + """
+            [ExtFuse.Declarative.FileSystem, {|#0:ExtFuse.Declarative.CacheAttr(-1)|}]
+            public partial class Negative : CachingBase { }
+            """, Error("EXTF0014"));
+        await Verify(CachingBase + """
+            [ExtFuse.Declarative.FileSystem, ExtFuse.Declarative.CacheAttr(2.5), ExtFuse.Declarative.CacheEntry(1, NegativeSeconds = 0.5)]
+            public partial class Fine : CachingBase { }
+            """);
+    }
+
     [Fact]
     public async Task A_file_system_class_must_be_partial()
     {

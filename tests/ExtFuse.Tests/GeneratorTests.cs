@@ -174,6 +174,32 @@ public class GeneratorTests
     }
 
     [Fact]
+    public void Cache_rules_become_timeout_overrides()
+    {
+        var (_, result, output) = Run(Compile("""
+            using ExtFuse.Declarative;
+            namespace Sample;
+            public class CachingBase : ExtFuse.RawFileSystem
+            {
+                public virtual System.TimeSpan EntryTimeout { get; init; } = System.TimeSpan.FromSeconds(1);
+                public virtual System.TimeSpan AttrTimeout { get; init; } = System.TimeSpan.FromSeconds(1);
+                public virtual System.TimeSpan NegativeTimeout { get; init; }
+            }
+            [FileSystem, CacheEntry(30, NegativeSeconds = 2.5), CacheAttr(0.25)]
+            public partial class Cached : CachingBase { }
+            """));
+        Assert.Empty(output.GetDiagnostics().Where(d => d.Severity == DiagnosticSeverity.Error));
+        using var ms = new MemoryStream();
+        Assert.True(output.Emit(ms).Success);
+        var fs = Activator.CreateInstance(Assembly.Load(ms.ToArray()).GetType("Sample.Cached")!)!;
+        TimeSpan Get(string p) => (TimeSpan)fs.GetType().GetProperty(p)!.GetValue(fs)!;
+        Assert.Equal(TimeSpan.FromSeconds(30), Get("EntryTimeout"));
+        Assert.Equal(TimeSpan.FromSeconds(2.5), Get("NegativeTimeout"));
+        Assert.Equal(TimeSpan.FromSeconds(0.25), Get("AttrTimeout"));
+        Assert.Contains(result.Results.Single().GeneratedSources, g => g.SourceText.ToString().Contains("public override global::System.TimeSpan AttrTimeout"));
+    }
+
+    [Fact]
     public void An_unrelated_edit_leaves_the_model_cached()
     {
         var compilation = Compile(AccessRules);

@@ -47,6 +47,14 @@ public class GuardedFsTests(GuardedMount m) : IClassFixture<GuardedMount>
     }
 
     [Fact]
+    public void Cache_rules_set_the_kernel_cache_timeouts()
+    {
+        var fs = new GuardedFileSystem();
+        Assert.Equal(TimeSpan.FromSeconds(10), fs.EntryTimeout);
+        Assert.Equal(TimeSpan.FromSeconds(10), fs.AttrTimeout);
+    }
+
+    [Fact]
     public void The_sample_builds_a_bpf_object_that_agrees_with_its_rules()
     {
         // The object travels to every project that references GuardedFs, this test project included.

@@ -6,6 +6,24 @@ namespace ExtFuse.Declarative;
 [AttributeUsage(AttributeTargets.Class, Inherited = false)]
 public sealed class FileSystemAttribute : Attribute;
 
+/// <summary>
+/// How long the kernel may cache names (and, with NegativeSeconds, that a name does not exist).
+/// The generator turns it into the file system's EntryTimeout/NegativeTimeout.
+/// </summary>
+[AttributeUsage(AttributeTargets.Class, Inherited = false)]
+public sealed class CacheEntryAttribute(double seconds) : Attribute
+{
+    public double Seconds { get; } = seconds;
+    public double NegativeSeconds { get; set; }
+}
+
+/// <summary>How long the kernel may cache attributes; the generator turns it into AttrTimeout.</summary>
+[AttributeUsage(AttributeTargets.Class, Inherited = false)]
+public sealed class CacheAttrAttribute(double seconds) : Attribute
+{
+    public double Seconds { get; } = seconds;
+}
+
 /// <summary>Operations a rule applies to.</summary>
 [Flags]
 public enum FuseOps : uint

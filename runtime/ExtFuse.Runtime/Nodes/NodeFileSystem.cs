@@ -30,10 +30,10 @@ public class NodeFileSystem : RawFileSystem
     }
 
     public Node Root { get; }
-    public TimeSpan EntryTimeout { get; init; } = TimeSpan.FromSeconds(1);
-    public TimeSpan AttrTimeout { get; init; } = TimeSpan.FromSeconds(1);
+    public virtual TimeSpan EntryTimeout { get; init; } = TimeSpan.FromSeconds(1);
+    public virtual TimeSpan AttrTimeout { get; init; } = TimeSpan.FromSeconds(1);
     /// <summary>How long the kernel may remember that a name does not exist (0: not at all).</summary>
-    public TimeSpan NegativeTimeout { get; init; } = TimeSpan.Zero;
+    public virtual TimeSpan NegativeTimeout { get; init; } = TimeSpan.Zero;
 
     /// <summary>Nodes the kernel currently holds (plus the root).</summary>
     public int NodeCount { get { lock (_table) return _byId.Count; } }

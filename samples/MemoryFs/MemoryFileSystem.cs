@@ -58,19 +58,18 @@ public class MemoryFileSystem : RawFileSystem
 
     // ---- helpers ----
 
-    private FuseEntryOut Entry(Inode n) => new()
+    private FuseEntryOut Entry(Inode n)
     {
-        NodeId = n.Ino, Generation = 0,
-        EntryValid = (ulong)EntryTimeout.TotalSeconds, EntryValidNsec = (uint)(EntryTimeout.Ticks % TimeSpan.TicksPerSecond * 100),
-        AttrValid = (ulong)AttrTimeout.TotalSeconds, AttrValidNsec = (uint)(AttrTimeout.Ticks % TimeSpan.TicksPerSecond * 100),
-        Attr = n.Attr(),
-    };
+        var (es, en) = FuseTimeout.Split(EntryTimeout);
+        var (@as, an) = FuseTimeout.Split(AttrTimeout);
+        return new FuseEntryOut { NodeId = n.Ino, Generation = 0, EntryValid = es, EntryValidNsec = en, AttrValid = @as, AttrValidNsec = an, Attr = n.Attr() };
+    }
 
-    private FuseAttrOut AttrOut(Inode n) => new()
+    private FuseAttrOut AttrOut(Inode n)
     {
-        AttrValid = (ulong)AttrTimeout.TotalSeconds, AttrValidNsec = (uint)(AttrTimeout.Ticks % TimeSpan.TicksPerSecond * 100),
-        Attr = n.Attr(),
-    };
+        var (s, ns) = FuseTimeout.Split(AttrTimeout);
+        return new FuseAttrOut { AttrValid = s, AttrValidNsec = ns, Attr = n.Attr() };
+    }
 
     /// <summary>Replies with a new entry and counts the lookup reference the reply gives the kernel.</summary>
     private void ReplyEntry(FuseRequest r, Inode n)
@@ -171,7 +170,7 @@ public class MemoryFileSystem : RawFileSystem
             var a = n.Attr();
             var o = new FuseStatxOut
             {
-                AttrValid = (ulong)AttrTimeout.TotalSeconds,
+                AttrValid = FuseTimeout.Split(AttrTimeout).Seconds,
                 Stat = new FuseStatx
                 {
                     Mask = 0x7FF /* STATX_BASIC_STATS */ | 0x800 /* STATX_BTIME */, BlkSize = a.BlkSize,

@@ -131,23 +131,24 @@ public class NodeFileSystem : RawFileSystem
 
     // ---- replies ----
 
-    private static (ulong, uint) Split(TimeSpan t) => ((ulong)(t.Ticks / TimeSpan.TicksPerSecond), (uint)(t.Ticks % TimeSpan.TicksPerSecond * 100));
+    /// <summary>The attributes as the kernel must see them: with the node's stable inode number.</summary>
+    private static FuseAttr Stable(Node node, FuseAttr attr)
+    {
+        if (node.StableIno != 0) attr.Ino = node.StableIno;
+        return attr;
+    }
 
     private FuseEntryOut EntryFor(Node node, in FuseAttr attr)
     {
-        var (es, en) = Split(EntryTimeout);
-        var (@as, an) = Split(AttrTimeout);
-        var a = attr;
-        if (node.StableIno != 0) a.Ino = node.StableIno;
-        return new FuseEntryOut { NodeId = node.NodeId, Generation = node.Generation, EntryValid = es, EntryValidNsec = en, AttrValid = @as, AttrValidNsec = an, Attr = a };
+        var (es, en) = FuseTimeout.Split(EntryTimeout);
+        var (@as, an) = FuseTimeout.Split(AttrTimeout);
+        return new FuseEntryOut { NodeId = node.NodeId, Generation = node.Generation, EntryValid = es, EntryValidNsec = en, AttrValid = @as, AttrValidNsec = an, Attr = Stable(node, attr) };
     }
 
     private FuseAttrOut AttrFor(Node node, in FuseAttr attr)
     {
-        var (s, ns) = Split(AttrTimeout);
-        var a = attr;
-        if (node.StableIno != 0) a.Ino = node.StableIno;
-        return new FuseAttrOut { AttrValid = s, AttrValidNsec = ns, Attr = a };
+        var (s, ns) = FuseTimeout.Split(AttrTimeout);
+        return new FuseAttrOut { AttrValid = s, AttrValidNsec = ns, Attr = Stable(node, attr) };
     }
 
     private void ReplyNew(FuseRequest r, Node parent, ReadOnlySpan<byte> name, Node child, in FuseAttr attr)
@@ -181,7 +182,7 @@ public class NodeFileSystem : RawFileSystem
         var err = op.Lookup(new OpContext(r), name, out var child, out var attr);
         if (err == Errno.ENOENT && NegativeTimeout > TimeSpan.Zero)
         {
-            var (s, ns) = Split(NegativeTimeout);
+            var (s, ns) = FuseTimeout.Split(NegativeTimeout);
             r.ReplyEntry(new FuseEntryOut { NodeId = 0, EntryValid = s, EntryValidNsec = ns });
             return;
         }

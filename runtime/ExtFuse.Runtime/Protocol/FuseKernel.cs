@@ -24,6 +24,13 @@ public static class FuseConstants
     public const uint DevIocBackingClose = 0x4004E502;
 }
 
+/// <summary>Cache timeouts as replies carry them: whole seconds plus nanoseconds.</summary>
+public static class FuseTimeout
+{
+    public static (ulong Seconds, uint Nanoseconds) Split(TimeSpan t) =>
+        ((ulong)(t.Ticks / TimeSpan.TicksPerSecond), (uint)(t.Ticks % TimeSpan.TicksPerSecond * 100));
+}
+
 /// <summary>INIT flags (flags | flags2 &lt;&lt; 32).</summary>
 [Flags]
 public enum InitFlags : ulong

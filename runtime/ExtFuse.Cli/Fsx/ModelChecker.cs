@@ -256,7 +256,8 @@ public sealed partial class ModelChecker(string underTest, string reference)
         private static int E(long rc) => rc < 0 ? -Marshal.GetLastPInvokeError() : (int)rc;
 
         [LibraryImport(L, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)] private static partial int open_(string p, int f, uint m);
-        public static int Open(string p, int f, uint m) => E(open_(p, f, m));
+        // O_CLOEXEC: the checker may run inside a process that spawns others meanwhile.
+        public static int Open(string p, int f, uint m) => E(open_(p, f | 0x80000, m));
         [LibraryImport(L, EntryPoint = "close", SetLastError = true)] private static partial int close_(int fd);
         public static int Close(int fd) => fd < 0 ? fd : E(close_(fd));
         [LibraryImport(L, EntryPoint = "pwrite", SetLastError = true)] private static partial nint pwrite_(int fd, byte* b, nuint n, long o);

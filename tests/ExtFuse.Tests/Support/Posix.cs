@@ -24,11 +24,15 @@ public static unsafe partial class Posix
 
     [LibraryImport(L, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int open_(string path, int flags, uint mode);
-    public static int Open(string path, int flags, uint mode = 0x1A4) => Err(open_(path, flags, mode));
+    // Always O_CLOEXEC: tests run in parallel and spawn processes; an inherited descriptor would keep
+    // its open file (and its OFD/flock locks) alive in the child after the test closed it.
+    private const int O_CLOEXEC = 0x80000;
+
+    public static int Open(string path, int flags, uint mode = 0x1A4) => Err(open_(path, flags | O_CLOEXEC, mode));
 
     [LibraryImport(L, EntryPoint = "openat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int openat_(int dirfd, string path, int flags, uint mode);
-    public static int OpenAt(int dirfd, string path, int flags, uint mode = 0x1A4) => Err(openat_(dirfd, path, flags, mode));
+    public static int OpenAt(int dirfd, string path, int flags, uint mode = 0x1A4) => Err(openat_(dirfd, path, flags | O_CLOEXEC, mode));
 
     [LibraryImport(L, EntryPoint = "close", SetLastError = true)]
     private static partial int close_(int fd);

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using ExtFuse.Declarative;
 
 namespace ExtFuse.Tests.Support;
 
@@ -43,6 +44,27 @@ public sealed unsafe partial class BpfTestRun : IDisposable
             var err = bpf_prog_test_run_opts(fd, &opts);
             if (err != 0) throw new InvalidOperationException($"BPF_PROG_TEST_RUN of {program} failed: {err}");
         }
+    }
+
+    /// <summary>
+    /// Runs a [Check] rule's generated syscall wrapper (test_&lt;name&gt;) on a request and returns the
+    /// kernel's verdict. The result starts as a value no check returns, so a wrapper that never
+    /// writes it cannot pass for one that agrees.
+    /// </summary>
+    public int Check(CheckRule rule, in CheckRequest request)
+    {
+        var ctx = new CheckTestContext { Request = request, Result = int.MinValue };
+        Run($"test_{rule.Name}", ref ctx);
+        return ctx.Result;
+    }
+
+    /// <summary>struct extfuse_check_test of the generated C: the request in, the verdict out.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    private struct CheckTestContext
+    {
+        public CheckRequest Request;
+        public int Result;
+        public uint Padding;
     }
 
     public void Dispose()

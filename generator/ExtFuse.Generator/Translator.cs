@@ -55,7 +55,7 @@ internal sealed class Translator(Compilation compilation, INamedTypeSymbol owner
         if (syntax.Body is { } block) fn.Statement(block, body, 0);
         else if (syntax.ExpressionBody is { } arrow)
         {
-            fn.Line(arrow.Expression, body, 1);
+            fn.Line(arrow.Expression, body);
             body.Append("{\n\treturn ").Append(fn.Expr(arrow.Expression)).Append(";\n}\n");
         }
         var parameters = string.Join(", ", method.Parameters.Select(p =>
@@ -115,11 +115,11 @@ internal sealed class Translator(Compilation compilation, INamedTypeSymbol owner
 
         private static string Indent(int depth) => new('\t', depth);
 
-        public void Line(SyntaxNode node, StringBuilder sb, int depth) => sb.Append(LineDirective(node));
+        public void Line(SyntaxNode node, StringBuilder sb) => sb.Append(LineDirective(node));
 
         public void Statement(StatementSyntax s, StringBuilder sb, int depth)
         {
-            t._diagnosticsCheckCancel();
+            t.ThrowIfCancelled();
             switch (s)
             {
                 case BlockSyntax b:
@@ -128,7 +128,7 @@ internal sealed class Translator(Compilation compilation, INamedTypeSymbol owner
                     sb.Append(Indent(depth)).Append("}\n");
                     break;
                 case LocalDeclarationStatementSyntax d:
-                    Line(d, sb, depth);
+                    Line(d, sb);
                     foreach (var v in d.Declaration.Variables)
                     {
                         var local = (ILocalSymbol)model.GetDeclaredSymbol(v)!;
@@ -141,11 +141,11 @@ internal sealed class Translator(Compilation compilation, INamedTypeSymbol owner
                     }
                     break;
                 case ExpressionStatementSyntax e:
-                    Line(e, sb, depth);
+                    Line(e, sb);
                     sb.Append(Indent(depth)).Append(Expr(e.Expression)).Append(";\n");
                     break;
                 case IfStatementSyntax i:
-                    Line(i, sb, depth);
+                    Line(i, sb);
                     sb.Append(Indent(depth)).Append($"if ({Expr(i.Condition)})\n");
                     Statement(i.Statement, sb, depth + (i.Statement is BlockSyntax ? 0 : 1));
                     if (i.Else is { } els)
@@ -155,11 +155,11 @@ internal sealed class Translator(Compilation compilation, INamedTypeSymbol owner
                     }
                     break;
                 case ReturnStatementSyntax r:
-                    Line(r, sb, depth);
+                    Line(r, sb);
                     sb.Append(Indent(depth)).Append(r.Expression is null ? "return;\n" : $"return {Expr(r.Expression)};\n");
                     break;
                 case SwitchStatementSyntax sw:
-                    Line(sw, sb, depth);
+                    Line(sw, sb);
                     sb.Append(Indent(depth)).Append($"switch ({Expr(sw.Expression)}) {{\n");
                     foreach (var section in sw.Sections)
                     {
@@ -214,7 +214,7 @@ internal sealed class Translator(Compilation compilation, INamedTypeSymbol owner
                 t.Report(ExtFuse.Generator.Diagnostics.UnboundedLoop, f, "for");
                 return;
             }
-            Line(f, sb, depth);
+            Line(f, sb);
             StackBytes += 8;
             sb.Append(Indent(depth)).Append($"for ({t.CType(local!.Type, f)} v_{local.Name} = {Expr(v!.Initializer!.Value)}; {Expr(f.Condition!)}; v_{local.Name}++)\n");
             Statement(f.Statement, sb, depth + (f.Statement is BlockSyntax ? 0 : 1));
@@ -369,5 +369,5 @@ internal sealed class Translator(Compilation compilation, INamedTypeSymbol owner
         }
     }
 
-    private void _diagnosticsCheckCancel() => ct.ThrowIfCancellationRequested();
+    private void ThrowIfCancelled() => ct.ThrowIfCancellationRequested();
 }

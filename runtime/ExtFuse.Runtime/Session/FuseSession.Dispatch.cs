@@ -227,10 +227,16 @@ public sealed partial class FuseSession
         switch (op)
         {
             case FuseOpcode.Open: req.Flags = Arg<FuseOpenIn>(body).Flags; break;
-            case FuseOpcode.Create: req.Flags = Arg<FuseCreateIn>(body).Flags; req.Mode = Arg<FuseCreateIn>(body).Mode; break;
+            case FuseOpcode.Create:
+                ref readonly var create = ref Arg<FuseCreateIn>(body);
+                (req.Flags, req.Mode) = (create.Flags, create.Mode);
+                break;
             case FuseOpcode.MkDir: req.Mode = Arg<FuseMkdirIn>(body).Mode | 0x4000; break;
             case FuseOpcode.MkNod: req.Mode = Arg<FuseMknodIn>(body).Mode; break;
-            case FuseOpcode.SetAttr when (Arg<FuseSetattrIn>(body).Valid & SetAttrValid.Mode) != 0: req.Mode = Arg<FuseSetattrIn>(body).Mode; break;
+            case FuseOpcode.SetAttr:
+                ref readonly var set = ref Arg<FuseSetattrIn>(body);
+                if ((set.Valid & SetAttrValid.Mode) != 0) req.Mode = set.Mode;
+                break;
         }
         foreach (var rule in _rules)
         {

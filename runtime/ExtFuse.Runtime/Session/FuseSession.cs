@@ -132,7 +132,7 @@ public sealed partial class FuseSession : IDisposable
         public volatile FuseRequest? Current;
 
         // fuse_in_header + fuse_write_in: reading at this offset into a page puts WRITE data on a page boundary.
-        private const int WriteHeaders = 40 + 40;
+        private static readonly int WriteHeaders = Unsafe.SizeOf<FuseInHeader>() + Unsafe.SizeOf<FuseWriteIn>();
 
         public void Run()
         {

@@ -134,6 +134,11 @@ public static class Program
             .SetMinimumLevel(verbosity switch { 0 => LogLevel.Information, 1 => LogLevel.Debug, _ => LogLevel.Trace }));
         var log = loggerFactory.CreateLogger("extfuse");
 
+        if (fs is StackFileSystem stack)
+            log.LogInformation(stack.PinnedLimit == int.MaxValue
+                ? "every node holds a descriptor (no CAP_DAC_READ_SEARCH for file handles); descriptor limit {Limit}"
+                : "up to {Pinned} nodes hold a descriptor, the rest are reopened by file handle; descriptor limit {Limit}",
+                stack.PinnedLimit, StackFileSystem.DescriptorLimit);
         var session = new FuseSession(fs, options.Session, loggerFactory.CreateLogger<FuseSession>());
         var mount = FuseMount.Mount(mountPoint, options, log);
         session.Start(mount);

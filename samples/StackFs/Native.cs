@@ -10,6 +10,7 @@ internal static unsafe partial class Native
     public const int O_RDONLY = 0, O_ACCMODE = 3, O_CREAT = 0x40, O_EXCL = 0x80, O_NOCTTY = 0x100, O_DIRECTORY = 0x10000,
         O_NOFOLLOW = 0x20000, O_CLOEXEC = 0x80000, O_PATH = 0x200000, O_TMPFILE = 0x410000;
     public const int AT_FDCWD = -100, AT_SYMLINK_NOFOLLOW = 0x100, AT_REMOVEDIR = 0x200, AT_SYMLINK_FOLLOW = 0x400, AT_EMPTY_PATH = 0x1000;
+    public const uint RENAME_EXCHANGE = 2;
     public const long UTIME_NOW = (1L << 30) - 1, UTIME_OMIT = (1L << 30) - 2;
 
     private static int R(long rc) => rc < 0 ? -Marshal.GetLastPInvokeError() : (int)rc;
@@ -96,4 +97,17 @@ internal static unsafe partial class Native
     [LibraryImport(L, EntryPoint = "setfsuid")] public static partial int SetFsUid(uint uid);
     [LibraryImport(L, EntryPoint = "setfsgid")] public static partial int SetFsGid(uint gid);
     [LibraryImport(L, EntryPoint = "geteuid")] public static partial uint GetEuid();
+
+    public const uint MAX_HANDLE_SZ = 128;
+    [LibraryImport(L, EntryPoint = "name_to_handle_at", SetLastError = true)] private static partial int name_to_handle_at_(int dirfd, byte* path, byte* handle, int* mountId, int flags);
+    public static int NameToHandleAt(int dirfd, byte* path, byte* handle, int* mountId, int flags) => R(name_to_handle_at_(dirfd, path, handle, mountId, flags));
+    [LibraryImport(L, EntryPoint = "open_by_handle_at", SetLastError = true)] private static partial int open_by_handle_at_(int mountFd, byte* handle, int flags);
+    public static int OpenByHandleAt(int mountFd, byte* handle, int flags) => R(open_by_handle_at_(mountFd, handle, flags | O_CLOEXEC));
+
+    public const int RLIMIT_NOFILE = 7;
+    [StructLayout(LayoutKind.Sequential)] public struct RLimit { public ulong Cur, Max; }
+    [LibraryImport(L, EntryPoint = "getrlimit", SetLastError = true)] private static partial int getrlimit_(int resource, RLimit* lim);
+    public static int GetRLimit(int resource, out RLimit lim) { fixed (RLimit* p = &lim) return R(getrlimit_(resource, p)); }
+    [LibraryImport(L, EntryPoint = "setrlimit", SetLastError = true)] private static partial int setrlimit_(int resource, RLimit* lim);
+    public static int SetRLimit(int resource, RLimit lim) => R(setrlimit_(resource, &lim));
 }

@@ -13,11 +13,16 @@ namespace ExtFuse.Samples.Stack;
 /// </summary>
 public sealed class StackFileSystem : NodeFileSystem
 {
-    private StackFileSystem(StackNode root) : base(root) { }
+    private readonly SourceTree _tree;
+
+    private StackFileSystem(StackNode root, SourceTree tree) : base(root) => _tree = tree;
 
     /// <summary>Opens <paramref name="source"/> and builds the file system over it.</summary>
-    public static unsafe StackFileSystem Open(string source)
+    /// <param name="pinnedLimit">How many nodes may hold an O_PATH descriptor (default: half the
+    /// descriptor limit); the rest are reached by file handle. See <see cref="SourceTree"/>.</param>
+    public static unsafe StackFileSystem Open(string source, int? pinnedLimit = null)
     {
+        RaiseDescriptorLimit();
         var full = Path.GetFullPath(source);
         if (!Directory.Exists(full)) throw new FuseException($"source directory {full} does not exist", Errno.ENOENT);
         var path = System.Text.Encoding.UTF8.GetBytes(full + "\0");
@@ -25,10 +30,33 @@ public sealed class StackFileSystem : NodeFileSystem
         fixed (byte* p = path) fd = OpenAt(AT_FDCWD, p, O_PATH | O_DIRECTORY);
         if (fd < 0) throw new FuseException($"cannot open source directory {full}: {Errno.Describe(-fd)}", -fd);
         if (FStat(fd, out var st) is var err and < 0) { Close(fd); throw new FuseException($"cannot stat {full}: {Errno.Describe(-err)}", -err); }
-        return new StackFileSystem(new StackNode(fd, st, st.Dev)) { Source = full };
+        var tree = SourceTree.Create(fd, st.Dev, pinnedLimit);
+        return new StackFileSystem(new StackNode(fd, null, st, tree, counted: false), tree) { Source = full };
     }
 
     public string Source { get; private init; } = "";
+
+    /// <summary>How many nodes may hold a descriptor; int.MaxValue when file handles are not available (no CAP_DAC_READ_SEARCH).</summary>
+    public int PinnedLimit => _tree.PinnedLimit;
+
+    /// <summary>The descriptor limit after <see cref="Open"/> raised it.</summary>
+    public static ulong DescriptorLimit => GetRLimit(RLIMIT_NOFILE, out var l) == 0 ? l.Cur : 0;
+
+    /// <summary>
+    /// Every inode the kernel has looked up holds an O_PATH descriptor here, and the kernel keeps
+    /// thousands cached (stress-ng's chdir alone makes 8,192 directories), so 1,024 or 4,096 is not
+    /// enough. Raise the soft limit to the hard one, and as root (CAP_SYS_RESOURCE) the hard one to
+    /// fs.nr_open, as libfuse's passthrough_hp does. Failure leaves the limit as it was: lookups
+    /// past it answer EMFILE, honestly.
+    /// </summary>
+    private static void RaiseDescriptorLimit()
+    {
+        if (GetRLimit(RLIMIT_NOFILE, out var lim) < 0) return;
+        ulong want = 1 << 20;
+        try { want = ulong.Parse(File.ReadAllText("/proc/sys/fs/nr_open").Trim()); } catch (IOException) { } catch (FormatException) { }
+        if (lim.Max < want && SetRLimit(RLIMIT_NOFILE, new RLimit { Cur = want, Max = want }) == 0) return;
+        if (lim.Cur < lim.Max) SetRLimit(RLIMIT_NOFILE, new RLimit { Cur = lim.Max, Max = lim.Max });
+    }
 
     internal static FuseAttr ToAttr(in Stat st) => new()
     {
@@ -39,30 +67,86 @@ public sealed class StackFileSystem : NodeFileSystem
     };
 }
 
-/// <summary>One inode of the source tree, held open with O_PATH.</summary>
+/// <summary>One inode of the source tree, held open with O_PATH, or by file handle past the descriptor budget.</summary>
 internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeSetAttr, INodeReadLink, INodeMkDir, INodeMkNod,
     INodeSymlink, INodeLink, INodeUnlink, INodeRmDir, INodeRename, INodeCreate, INodeTmpFile, INodeOpen, INodeOpenDir,
     INodeStatFs, INodeAccess, INodeXattr
 {
-    private readonly ulong _rootDev;
+    private readonly SourceTree _tree;
+    private readonly byte[]? _handle;
+    private readonly bool _counted;
     private int _fd;
 
-    public StackNode(int fd, in Stat st, ulong rootDev)
+    /// <summary>A node that holds <paramref name="fd"/> (owned; <paramref name="counted"/> against the
+    /// tree's budget), or, with fd -1, is reopened from <paramref name="handle"/> for each call.</summary>
+    public StackNode(int fd, byte[]? handle, in Stat st, SourceTree tree, bool counted)
     {
         _fd = fd;
-        _rootDev = rootDev;
+        _handle = handle;
+        _counted = counted;
+        _tree = tree;
         IsSymlink = (st.Mode & 0xF000) == 0xA000;
-        // Inode numbers are unique per device; fold the device in for trees that span mounts.
-        StableIno = st.Dev == rootDev ? st.Ino : st.Ino ^ (st.Dev << 40);
+        StableIno = StableInoOf(st, tree);
     }
 
-    public int Fd => _fd;
+    /// <summary>Inode numbers are unique per device; fold the device in for trees that span mounts.</summary>
+    private static ulong StableInoOf(in Stat st, SourceTree tree) => st.Dev == tree.RootDev ? st.Ino : st.Ino ^ (st.Dev << 40);
+
+    /// <summary>A node that holds a descriptor keeps its inode alive, so its number cannot have been
+    /// reused; one reached by handle may name a deleted inode whose number a new file now has.</summary>
+    protected override bool IsSameInode(Node known)
+    {
+        if (known is not StackNode k || k._handle is null) return true;
+        var mine = _handle;
+        byte empty = 0;
+        if (mine is null && (_fd < 0 || !SourceTree.TryHandle(_fd, &empty, out mine, out _))) return true;
+        return mine.AsSpan().SequenceEqual(k._handle);
+    }
+
+    /// <summary>Makes a node reached by handle hold <paramref name="fd"/> (of its own inode) from now on.</summary>
+    private bool Adopt(int fd)
+    {
+        byte empty = 0;
+        if (_handle is null || Volatile.Read(ref _fd) >= 0) return false;
+        if (!SourceTree.TryHandle(fd, &empty, out var h, out _) || !h.AsSpan().SequenceEqual(_handle)) return false;
+        return Interlocked.CompareExchange(ref _fd, fd, -1) == -1;
+    }
+
+    /// <summary>
+    /// Before the name <paramref name="name"/> in <paramref name="dirFd"/> goes (unlink, rmdir, rename
+    /// over it): if the kernel knows its inode through a node reached by handle, that node takes a
+    /// descriptor, because a handle cannot reopen an unlinked inode, and open files, a working
+    /// directory or fchmod on it must keep working as on the source.
+    /// </summary>
+    private void KeepVictimReachable(int dirFd, byte* name)
+    {
+        if (_tree.HandleNodes == 0) return;
+        var fd = OpenAt(dirFd, name, O_PATH | O_NOFOLLOW);
+        if (fd < 0) return;
+        if (FStat(fd, out var st) == 0 && Tree?.FindByStableIno(StableInoOf(st, _tree)) is StackNode n && n.Adopt(fd)) return;
+        Close(fd);
+    }
+
     private bool IsSymlink { get; }
+
+    /// <summary>The node's descriptor for one call.</summary>
+    private NodeFd Use()
+    {
+        var fd = Volatile.Read(ref _fd);
+        if (fd >= 0 || _handle is null) return new NodeFd(fd, false);
+        fd = SourceTree.Reopen(_tree.MountFd, _handle);
+        // Unlinked meanwhile: KeepVictimReachable may have handed this node a descriptor.
+        if (fd == -Errno.ESTALE && Volatile.Read(ref _fd) is var held and >= 0) return new NodeFd(held, false);
+        return new NodeFd(fd, true);
+    }
 
     protected override void OnForget()
     {
+        if (_handle is not null) _tree.HandleNodeGone();
         var fd = Interlocked.Exchange(ref _fd, -1);
-        if (fd >= 0) Close(fd);
+        if (fd < 0) return;
+        Close(fd);
+        if (_counted) _tree.Unpin();
     }
 
     // ---- helpers ----
@@ -76,25 +160,53 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
     }
 
     /// <summary>"/proc/self/fd/N" + NUL: the way to reach an O_PATH inode with calls that only take paths.</summary>
-    private Span<byte> ProcPath(Span<byte> buf)
+    private static Span<byte> ProcPath(int fd, Span<byte> buf)
     {
         "/proc/self/fd/"u8.CopyTo(buf);
-        Utf8Formatter.TryFormat(_fd, buf[14..], out var n);
+        Utf8Formatter.TryFormat(fd, buf[14..], out var n);
         buf[14 + n] = 0;
         return buf[..(15 + n)];
     }
 
+    /// <summary>The node for <paramref name="name"/> in <paramref name="parentFd"/>: holding a descriptor
+    /// while the budget lasts, by file handle after that (or when the descriptors have run out).</summary>
     private int NewChild(int parentFd, ReadOnlySpan<byte> name, out Node child, out FuseAttr attr)
     {
         child = null!; attr = default;
         if (name.Length > 255) return Errno.ENAMETOOLONG;
         Span<byte> z = stackalloc byte[256];
-        int fd;
-        fixed (byte* p = Z(name, z)) fd = OpenAt(parentFd, p, O_PATH | O_NOFOLLOW);
-        if (fd < 0) return -fd;
-        var err = FStat(fd, out var st);
-        if (err < 0) { Close(fd); return -err; }
-        child = new StackNode(fd, st, _rootDev);
+        fixed (byte* p = Z(name, z))
+        {
+            var counted = _tree.Handles && _tree.TryPin();
+            if (counted || !_tree.Handles)
+            {
+                var fd = OpenAt(parentFd, p, O_PATH | O_NOFOLLOW);
+                if (fd >= 0 && FStat(fd, out var st) is var err)
+                {
+                    if (err < 0) { Close(fd); fd = err; }
+                    else
+                    {
+                        child = new StackNode(fd, null, st, _tree, counted);
+                        attr = StackFileSystem.ToAttr(st);
+                        return 0;
+                    }
+                }
+                if (counted) _tree.Unpin();
+                if (fd != -Errno.EMFILE || !_tree.Handles) return -fd;
+            }
+            return NewChildByHandle(parentFd, p, out child, out attr);
+        }
+    }
+
+    private int NewChildByHandle(int parentFd, byte* name, out Node child, out FuseAttr attr)
+    {
+        child = null!; attr = default;
+        if (FStatAt(parentFd, name, out var st, AT_SYMLINK_NOFOLLOW) is var err and < 0) return -err;
+        // A mount under the source has handles of another file system: only a descriptor reaches it.
+        if (st.Dev != _tree.RootDev) return Errno.EMFILE;
+        if (!SourceTree.TryHandle(parentFd, name, out var handle, out err)) return err;
+        child = new StackNode(-1, handle, st, _tree, counted: false);
+        _tree.HandleNodeCreated();
         attr = StackFileSystem.ToAttr(st);
         return 0;
     }
@@ -120,11 +232,18 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
 
     // ---- lookup and attributes ----
 
-    public int Lookup(OpContext ctx, ReadOnlySpan<byte> name, out Node child, out FuseAttr attr) => NewChild(_fd, name, out child, out attr);
+    public int Lookup(OpContext ctx, ReadOnlySpan<byte> name, out Node child, out FuseAttr attr)
+    {
+        using var d = Use();
+        if (d.Error != 0) { child = null!; attr = default; return d.Error; }
+        return NewChild(d.Fd, name, out child, out attr);
+    }
 
     public int GetAttr(OpContext ctx, out FuseAttr attr)
     {
-        var err = FStat(_fd, out var st);
+        using var d = Use();
+        if (d.Error != 0) { attr = default; return d.Error; }
+        var err = FStat(d.Fd, out var st);
         attr = StackFileSystem.ToAttr(st);
         return -Math.Min(err, 0);
     }
@@ -136,12 +255,14 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
         byte empty = 0;
         int err = 0;
         var file = fh as StackFile;
-        fixed (byte* pp = ProcPath(proc))
+        using var d = Use();
+        if (d.Error != 0) return d.Error;
+        fixed (byte* pp = ProcPath(d.Fd, proc))
         {
             if ((s.Valid & SetAttrValid.Mode) != 0)
                 err = IsSymlink ? -Errno.EOPNOTSUPP : FChmodAt(AT_FDCWD, pp, s.Mode & 0xFFF, 0);
             if (err == 0 && (s.Valid & (SetAttrValid.Uid | SetAttrValid.Gid)) != 0)
-                err = FChownAt(_fd, &empty, (s.Valid & SetAttrValid.Uid) != 0 ? s.Uid : uint.MaxValue,
+                err = FChownAt(d.Fd, &empty, (s.Valid & SetAttrValid.Uid) != 0 ? s.Uid : uint.MaxValue,
                     (s.Valid & SetAttrValid.Gid) != 0 ? s.Gid : uint.MaxValue, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
             if (err == 0 && (s.Valid & SetAttrValid.Size) != 0)
                 err = file is not null ? FTruncate(file.Fd, (long)s.Size) : Truncate(pp, (long)s.Size);
@@ -150,7 +271,7 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
                 var t = stackalloc TimeSpec[2];
                 t[0] = Time(s.Valid, SetAttrValid.AtimeNow, SetAttrValid.Atime, s.Atime, s.AtimeNsec);
                 t[1] = Time(s.Valid, SetAttrValid.MtimeNow, SetAttrValid.Mtime, s.Mtime, s.MtimeNsec);
-                err = UtimensAt(_fd, &empty, t, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+                err = UtimensAt(d.Fd, &empty, t, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
             }
         }
         if (err < 0) return -err;
@@ -163,13 +284,18 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
     public int ReadLink(OpContext ctx, Span<byte> buffer, out int length)
     {
         byte empty = 0;
-        length = ReadLinkAt(_fd, &empty, buffer);
+        using var d = Use();
+        if (d.Error != 0) { length = 0; return d.Error; }
+        length = ReadLinkAt(d.Fd, &empty, buffer);
         return length < 0 ? -length : 0;
     }
 
     public int StatFs(OpContext ctx, out FuseKStatfs st)
     {
-        var err = FStatFs(_fd, out var s);
+        st = default;
+        using var d = Use();
+        if (d.Error != 0) return d.Error;
+        var err = FStatFs(d.Fd, out var s);
         st = new FuseKStatfs
         {
             Blocks = s.Blocks, Bfree = s.Bfree, Bavail = s.Bavail, Files = s.Files, Ffree = s.Ffree,
@@ -181,7 +307,9 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
     public int Access(OpContext ctx, uint mask)
     {
         Span<byte> proc = stackalloc byte[32];
-        fixed (byte* pp = ProcPath(proc)) return -Math.Min(FAccessAt(AT_FDCWD, pp, (int)mask, 0), 0);
+        using var d = Use();
+        if (d.Error != 0) return d.Error;
+        fixed (byte* pp = ProcPath(d.Fd, proc)) return -Math.Min(FAccessAt(AT_FDCWD, pp, (int)mask, 0), 0);
     }
 
     // ---- creating and removing names ----
@@ -191,9 +319,11 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
         child = null!; attr = default;
         Span<byte> z = stackalloc byte[256];
         if (name.Length > 255) return Errno.ENAMETOOLONG;
+        using var d = Use();
+        if (d.Error != 0) return d.Error;
         int err;
-        using (new AsCaller(ctx)) fixed (byte* p = Z(name, z)) err = MkDirAt(_fd, p, mode);
-        return err < 0 ? -err : NewChild(_fd, name, out child, out attr);
+        using (new AsCaller(ctx)) fixed (byte* p = Z(name, z)) err = MkDirAt(d.Fd, p, mode);
+        return err < 0 ? -err : NewChild(d.Fd, name, out child, out attr);
     }
 
     public int MkNod(OpContext ctx, ReadOnlySpan<byte> name, uint mode, uint rdev, out Node child, out FuseAttr attr)
@@ -201,9 +331,11 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
         child = null!; attr = default;
         Span<byte> z = stackalloc byte[256];
         if (name.Length > 255) return Errno.ENAMETOOLONG;
+        using var d = Use();
+        if (d.Error != 0) return d.Error;
         int err;
-        using (new AsCaller(ctx)) fixed (byte* p = Z(name, z)) err = MkNodAt(_fd, p, mode, rdev);
-        return err < 0 ? -err : NewChild(_fd, name, out child, out attr);
+        using (new AsCaller(ctx)) fixed (byte* p = Z(name, z)) err = MkNodAt(d.Fd, p, mode, rdev);
+        return err < 0 ? -err : NewChild(d.Fd, name, out child, out attr);
     }
 
     public int Symlink(OpContext ctx, ReadOnlySpan<byte> target, ReadOnlySpan<byte> name, out Node child, out FuseAttr attr)
@@ -213,36 +345,43 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
         if (target.Length > 4095) return Errno.ENAMETOOLONG;
         Span<byte> z = stackalloc byte[256];
         Span<byte> t = stackalloc byte[4096];
+        using var d = Use();
+        if (d.Error != 0) return d.Error;
         int err;
-        using (new AsCaller(ctx)) fixed (byte* p = Z(name, z)) fixed (byte* tp = Z(target, t)) err = SymlinkAt(tp, _fd, p);
-        return err < 0 ? -err : NewChild(_fd, name, out child, out attr);
+        using (new AsCaller(ctx)) fixed (byte* p = Z(name, z)) fixed (byte* tp = Z(target, t)) err = SymlinkAt(tp, d.Fd, p);
+        return err < 0 ? -err : NewChild(d.Fd, name, out child, out attr);
     }
 
     public int Link(OpContext ctx, Node target, ReadOnlySpan<byte> name, out Node child, out FuseAttr attr)
     {
         child = null!; attr = default;
         if (name.Length > 255) return Errno.ENAMETOOLONG;
-        var source = (StackNode)target;
         Span<byte> z = stackalloc byte[256];
         Span<byte> proc = stackalloc byte[32];
+        using var d = Use();
+        if (d.Error != 0) return d.Error;
+        using var source = ((StackNode)target).Use();
+        if (source.Error != 0) return source.Error;
         int err;
-        fixed (byte* p = Z(name, z)) fixed (byte* pp = source.ProcPath(proc))
-            err = LinkAt(AT_FDCWD, pp, _fd, p, AT_SYMLINK_FOLLOW);
-        return err < 0 ? -err : NewChild(_fd, name, out child, out attr);
+        fixed (byte* p = Z(name, z)) fixed (byte* pp = ProcPath(source.Fd, proc))
+            err = LinkAt(AT_FDCWD, pp, d.Fd, p, AT_SYMLINK_FOLLOW);
+        return err < 0 ? -err : NewChild(d.Fd, name, out child, out attr);
     }
 
-    public int Unlink(OpContext ctx, ReadOnlySpan<byte> name)
+    public int Unlink(OpContext ctx, ReadOnlySpan<byte> name) => Remove(name, 0);
+    public int RmDir(OpContext ctx, ReadOnlySpan<byte> name) => Remove(name, AT_REMOVEDIR);
+
+    private int Remove(ReadOnlySpan<byte> name, int flags)
     {
         Span<byte> z = stackalloc byte[256];
         if (name.Length > 255) return Errno.ENAMETOOLONG;
-        fixed (byte* p = Z(name, z)) return -Math.Min(UnlinkAt(_fd, p, 0), 0);
-    }
-
-    public int RmDir(OpContext ctx, ReadOnlySpan<byte> name)
-    {
-        Span<byte> z = stackalloc byte[256];
-        if (name.Length > 255) return Errno.ENAMETOOLONG;
-        fixed (byte* p = Z(name, z)) return -Math.Min(UnlinkAt(_fd, p, AT_REMOVEDIR), 0);
+        using var d = Use();
+        if (d.Error != 0) return d.Error;
+        fixed (byte* p = Z(name, z))
+        {
+            KeepVictimReachable(d.Fd, p);
+            return -Math.Min(UnlinkAt(d.Fd, p, flags), 0);
+        }
     }
 
     public int Rename(OpContext ctx, ReadOnlySpan<byte> name, Node newParent, ReadOnlySpan<byte> newName, uint flags)
@@ -250,8 +389,15 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
         if (name.Length > 255 || newName.Length > 255) return Errno.ENAMETOOLONG;
         Span<byte> a = stackalloc byte[256];
         Span<byte> b = stackalloc byte[256];
+        using var from = Use();
+        if (from.Error != 0) return from.Error;
+        using var to = ((StackNode)newParent).Use();
+        if (to.Error != 0) return to.Error;
         fixed (byte* pa = Z(name, a)) fixed (byte* pb = Z(newName, b))
-            return -Math.Min(RenameAt2(_fd, pa, ((StackNode)newParent)._fd, pb, flags), 0);
+        {
+            if ((flags & RENAME_EXCHANGE) == 0) KeepVictimReachable(to.Fd, pb);
+            return -Math.Min(RenameAt2(from.Fd, pa, to.Fd, pb, flags), 0);
+        }
     }
 
     // ---- opening ----
@@ -263,10 +409,12 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
         child = null!; attr = default; handle = null!; replyFlags = OpenReplyFlags.None;
         if (name.Length > 255) return Errno.ENAMETOOLONG;
         Span<byte> z = stackalloc byte[256];
+        using var d = Use();
+        if (d.Error != 0) return d.Error;
         int fd;
-        using (new AsCaller(ctx)) fixed (byte* p = Z(name, z)) fd = OpenAt(_fd, p, ((int)flags & ~O_NOCTTY) | O_CREAT, mode);
+        using (new AsCaller(ctx)) fixed (byte* p = Z(name, z)) fd = OpenAt(d.Fd, p, ((int)flags & ~O_NOCTTY) | O_CREAT, mode);
         if (fd < 0) return -fd;
-        var err = NewChild(_fd, name, out child, out attr);
+        var err = NewChild(d.Fd, name, out child, out attr);
         if (err != 0) { Close(fd); return err; }
         handle = new StackFile(fd);
         return 0;
@@ -277,12 +425,14 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
         child = null!; attr = default; handle = null!;
         byte dot = (byte)'.';
         var name = stackalloc byte[] { dot, 0 };
+        using var d = Use();
+        if (d.Error != 0) return d.Error;
         int fd;
-        using (new AsCaller(ctx)) fd = OpenAt(_fd, name, ((int)flags & ~(IgnoredOpenFlags | O_DIRECTORY)) | O_TMPFILE, mode);
+        using (new AsCaller(ctx)) fd = OpenAt(d.Fd, name, ((int)flags & ~(IgnoredOpenFlags | O_DIRECTORY)) | O_TMPFILE, mode);
         if (fd < 0) return -fd;
         var nodeFd = Dup(fd);
         if (nodeFd < 0 || FStat(nodeFd, out var st) < 0) { Close(fd); if (nodeFd >= 0) Close(nodeFd); return Errno.EIO; }
-        child = new StackNode(nodeFd, st, _rootDev);
+        child = new StackNode(nodeFd, null, st, _tree, counted: false);  // an unnamed inode has no handle to reopen
         attr = StackFileSystem.ToAttr(st);
         handle = new StackFile(fd);
         return 0;
@@ -291,9 +441,7 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
     public int Open(OpContext ctx, uint flags, out FileHandle handle, out OpenReplyFlags replyFlags)
     {
         handle = null!; replyFlags = OpenReplyFlags.None;
-        Span<byte> proc = stackalloc byte[32];
-        int fd;
-        fixed (byte* pp = ProcPath(proc)) fd = OpenAt(AT_FDCWD, pp, (int)flags & ~(IgnoredOpenFlags | O_NOFOLLOW));
+        var fd = Reopen((int)flags & ~(IgnoredOpenFlags | O_NOFOLLOW));
         if (fd < 0) return -fd;
         handle = new StackFile(fd);
         return 0;
@@ -302,12 +450,19 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
     public int OpenDir(OpContext ctx, uint flags, out FileHandle handle)
     {
         handle = null!;
-        Span<byte> proc = stackalloc byte[32];
-        int fd;
-        fixed (byte* pp = ProcPath(proc)) fd = OpenAt(AT_FDCWD, pp, O_RDONLY | O_DIRECTORY);
+        var fd = Reopen(O_RDONLY | O_DIRECTORY);
         if (fd < 0) return -fd;
         handle = new StackDir(fd);
         return 0;
+    }
+
+    /// <summary>A real descriptor for the O_PATH inode, opened through /proc/self/fd, or -errno.</summary>
+    private int Reopen(int flags)
+    {
+        Span<byte> proc = stackalloc byte[32];
+        using var d = Use();
+        if (d.Error != 0) return d.Fd;
+        fixed (byte* pp = ProcPath(d.Fd, proc)) return OpenAt(AT_FDCWD, pp, flags);
     }
 
     // ---- extended attributes (through /proc/self/fd: the *xattr calls take no O_PATH descriptor) ----
@@ -318,7 +473,9 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
         Span<byte> z = stackalloc byte[256];
         size = 0;
         if (name.Length > 255) return Errno.ERANGE;
-        fixed (byte* pp = ProcPath(proc)) fixed (byte* n = Z(name, z)) size = Native.GetXattr(pp, n, buffer);
+        using var d = Use();
+        if (d.Error != 0) return d.Error;
+        fixed (byte* pp = ProcPath(d.Fd, proc)) fixed (byte* n = Z(name, z)) size = Native.GetXattr(pp, n, buffer);
         return size < 0 ? -size : 0;
     }
 
@@ -327,13 +484,18 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
         Span<byte> proc = stackalloc byte[32];
         Span<byte> z = stackalloc byte[256];
         if (name.Length > 255) return Errno.ERANGE;
-        fixed (byte* pp = ProcPath(proc)) fixed (byte* n = Z(name, z)) return -Math.Min(Native.SetXattr(pp, n, value, flags), 0);
+        using var d = Use();
+        if (d.Error != 0) return d.Error;
+        fixed (byte* pp = ProcPath(d.Fd, proc)) fixed (byte* n = Z(name, z)) return -Math.Min(Native.SetXattr(pp, n, value, flags), 0);
     }
 
     public int ListXattr(OpContext ctx, Span<byte> buffer, out int size)
     {
         Span<byte> proc = stackalloc byte[32];
-        fixed (byte* pp = ProcPath(proc)) size = Native.ListXattr(pp, buffer);
+        size = 0;
+        using var d = Use();
+        if (d.Error != 0) return d.Error;
+        fixed (byte* pp = ProcPath(d.Fd, proc)) size = Native.ListXattr(pp, buffer);
         return size < 0 ? -size : 0;
     }
 
@@ -342,7 +504,9 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
         Span<byte> proc = stackalloc byte[32];
         Span<byte> z = stackalloc byte[256];
         if (name.Length > 255) return Errno.ERANGE;
-        fixed (byte* pp = ProcPath(proc)) fixed (byte* n = Z(name, z)) return -Math.Min(Native.RemoveXattr(pp, n), 0);
+        using var d = Use();
+        if (d.Error != 0) return d.Error;
+        fixed (byte* pp = ProcPath(d.Fd, proc)) fixed (byte* n = Z(name, z)) return -Math.Min(Native.RemoveXattr(pp, n), 0);
     }
 }
 

@@ -44,6 +44,14 @@ public class FsxTests
         Assert.True(result.Passed, result.Report());
     }
 
+    [Fact]
+    public void StackFs_by_file_handle_agrees_with_the_native_file_system()
+    {
+        using var m = new HandleStackMount();
+        var result = Check(m, 5, Ops);
+        Assert.True(result.Passed, result.Report());
+    }
+
     /// <summary>Acknowledges writes beyond 64 KiB without storing them.</summary>
     private sealed class LyingFs : MemoryFileSystem
     {

@@ -11,6 +11,9 @@ public class MemoryFsTests(MemoryMount m) : PosixSuite(m), IClassFixture<MemoryM
 /// <summary>StackFs over a scratch directory, through the same suite.</summary>
 public class StackFsTests(StackMount m) : PosixSuite(m), IClassFixture<StackMount>;
 
+/// <summary>StackFs with every node reached by file handle instead of a held descriptor, through the same suite.</summary>
+public class StackFsByHandleTests(HandleStackMount m) : PosixSuite(m), IClassFixture<HandleStackMount>;
+
 /// <summary>POSIX behaviour every complete file system here must show, on a real mount.</summary>
 public abstract class PosixSuite(TestMount m)
 {
@@ -170,8 +173,11 @@ public abstract class PosixSuite(TestMount m)
         Assert.Equal("still here", ReadAll(fd));
         Assert.Equal(4, PWrite(fd, B("more"), 10));
         Assert.Equal("still heremore", ReadAll(fd));
+        // Attribute changes reach the node, which must still reach the unlinked inode.
+        Assert.Equal(0, FChmod(fd, 0x180));
         Assert.Equal(0, FStat(fd, out var st));
         Assert.Equal(0ul, st.Nlink);
+        Assert.Equal(0x180u, st.Mode & 0xFFF);
         Close(fd);
     }
 
@@ -472,7 +478,7 @@ public abstract class PosixSuite(TestMount m)
         for (var w = 0; w < Writers; w++)
         {
             var id = w;
-            threads.Add(new Thread(() =>
+            threads.Add(Client(errors, () =>
             {
                 var fd = Open(shared, O_RDWR);
                 var block = new byte[BlockSize];
@@ -496,7 +502,7 @@ public abstract class PosixSuite(TestMount m)
             }));
         }
         for (var r = 0; r < 2; r++)
-            threads.Add(new Thread(() =>
+            threads.Add(Client(errors, () =>
             {
                 for (var i = 0; i < 50; i++)
                 {
@@ -512,6 +518,13 @@ public abstract class PosixSuite(TestMount m)
         for (var i = 0; i < Writers * Blocks; i++) Assert.Equal((byte)('A' + i % Writers), all[(long)i * BlockSize]);
         Assert.Equal(Writers * 50 + 1, Directory.GetFileSystemEntries(d).Length);
     }
+
+    /// <summary>A client thread whose failure is recorded, not left to take the test host down.</summary>
+    private static Thread Client(System.Collections.Concurrent.ConcurrentQueue<string> errors, Action body) => new(() =>
+    {
+        try { body(); }
+        catch (Exception e) { errors.Enqueue(e.ToString()); }
+    });
 
     [Fact]
     public void Posix_record_locks_and_flock()

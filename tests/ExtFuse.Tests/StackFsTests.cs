@@ -130,6 +130,49 @@ public class StackFsCliTests
         }
     }
 
+    /// <summary>The kernel caches far more inodes than a descriptor limit of 256 allows; nodes past the
+    /// budget are reached by file handle, and stay right across a rename of their parent.</summary>
+    [Fact]
+    public void Thousands_of_cached_inodes_fit_a_low_descriptor_limit()
+    {
+        var source = Directory.CreateTempSubdirectory("extfuse-src-").FullName;
+        var mnt = Directory.CreateTempSubdirectory("extfuse-test-stack-").FullName;
+        using var cli = CliProcess.Start(["mount", "stack", "--source", source, mnt], descriptorLimit: 256);
+        try
+        {
+            cli.WaitForOutput("mounted at");
+            Assert.Contains("up to 64 nodes hold a descriptor, the rest are reopened by file handle; descriptor limit 256", cli.Output);
+            const int dirs = 2000;
+            var many = Path.Combine(mnt, "many");
+            Directory.CreateDirectory(many);
+            for (var i = 0; i < dirs; i++)
+            {
+                Directory.CreateDirectory(Path.Combine(many, $"d{i}"));
+                File.WriteAllText(Path.Combine(many, $"d{i}", "f"), $"file {i}");
+            }
+            // Every directory and file is now a node the kernel holds; go through all of them again.
+            for (var i = 0; i < dirs; i++)
+                Assert.Equal($"file {i}", File.ReadAllText(Path.Combine(many, $"d{i}", "f")));
+            var held = Directory.GetFiles($"/proc/{cli.Pid}/fd").Length;
+            Assert.True(held < 256, $"the daemon holds {held} descriptors");
+            Directory.Move(many, Path.Combine(mnt, "moved"));
+            for (var i = 0; i < dirs; i += 97)
+            {
+                File.AppendAllText(Path.Combine(mnt, "moved", $"d{i}", "f"), "!");
+                Assert.Equal($"file {i}!", File.ReadAllText(Path.Combine(source, "moved", $"d{i}", "f")));
+            }
+            Assert.DoesNotContain("EMFILE", cli.Output);
+        }
+        finally
+        {
+            if (!cli.HasExited) cli.Signal(15);
+            cli.WaitForExit(20_000);
+            if (ExtFuse.Mounting.MountTable.At(mnt) is { } e && ExtFuse.Mounting.MountTable.IsFuse(e)) Shell.Run($"umount -l '{mnt}'");
+            Directory.Delete(mnt, true);
+            Directory.Delete(source, true);
+        }
+    }
+
     [Fact]
     public void Stack_needs_a_source()
     {

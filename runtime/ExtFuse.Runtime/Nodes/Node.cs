@@ -36,6 +36,13 @@ public abstract class Node
     /// <summary>The kernel forgot this node (or it was a duplicate of a known inode): release what it holds.</summary>
     protected internal virtual void OnForget() { }
 
+    /// <summary>
+    /// Asked of a new node whose <see cref="StableIno"/> a known node has: false when the known
+    /// node's inode is gone and its number was reused, so the new node must not be folded into it
+    /// (it gets its own nodeid and takes over the number).
+    /// </summary>
+    protected internal virtual bool IsSameInode(Node known) => true;
+
     /// <summary>A path from the root to this node through the names the kernel knows, or null if it has none (unlinked).</summary>
     public string? GetPath() => Tree?.PathOf(this);
 }

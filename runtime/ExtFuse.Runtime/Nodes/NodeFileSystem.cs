@@ -56,7 +56,8 @@ public class NodeFileSystem : RawFileSystem
         lock (_table)
         {
             node = child;
-            if (child.NodeId == 0 && child.StableIno != 0 && _byIno.TryGetValue(child.StableIno, out var known) && known != child)
+            if (child.NodeId == 0 && child.StableIno != 0 && _byIno.TryGetValue(child.StableIno, out var known) && known != child
+                && child.IsSameInode(known))
             {
                 discard = child;
                 node = known;

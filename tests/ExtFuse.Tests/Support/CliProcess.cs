@@ -26,8 +26,9 @@ public sealed class CliProcess : IDisposable
     public bool HasExited => _p.HasExited;
     public int ExitCode => _p.ExitCode;
 
-    /// <summary>Starts the CLI; with <paramref name="asUser"/> it runs under setpriv as that uid/gid with no capabilities.</summary>
-    public static CliProcess Start(IEnumerable<string> args, uint? asUser = null, string? path = null)
+    /// <summary>Starts the CLI; with <paramref name="asUser"/> it runs under setpriv as that uid/gid with no capabilities,
+    /// with <paramref name="descriptorLimit"/> under prlimit with that RLIMIT_NOFILE (soft and hard).</summary>
+    public static CliProcess Start(IEnumerable<string> args, uint? asUser = null, string? path = null, int? descriptorLimit = null)
     {
         var dotnet = Environment.ProcessPath!;  // the test host runs under the dotnet muxer
         var dll = asUser is null ? Path.Combine(AppContext.BaseDirectory, "extfuse.dll") : Path.Combine(WorldReadableCopy(), "extfuse.dll");
@@ -45,6 +46,12 @@ public sealed class CliProcess : IDisposable
             psi.ArgumentList.Add(dll);
         }
         foreach (var a in args) psi.ArgumentList.Add(a);
+        if (descriptorLimit is { } n)
+        {
+            psi.ArgumentList.Insert(0, psi.FileName);
+            foreach (var a in new[] { "--", $"--nofile={n}:{n}" }) psi.ArgumentList.Insert(0, a);
+            psi.FileName = "prlimit";
+        }
         psi.RedirectStandardOutput = psi.RedirectStandardError = true;
         psi.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
         if (path is not null) psi.Environment["PATH"] = path;

@@ -63,11 +63,13 @@ public sealed class MemoryMount : TestMount
 }
 
 /// <summary>StackFs over a fresh source directory.</summary>
-public sealed class StackMount : TestMount
+public class StackMount : TestMount
 {
-    public StackMount() : this(Directory.CreateTempSubdirectory("extfuse-src-").FullName) { }
+    public StackMount() : this(null) { }
 
-    private StackMount(string source) : base(StackFileSystem.Open(source)) => Source = source;
+    protected StackMount(int? pinnedLimit) : this(Directory.CreateTempSubdirectory("extfuse-src-").FullName, pinnedLimit) { }
+
+    private StackMount(string source, int? pinnedLimit) : base(StackFileSystem.Open(source, pinnedLimit)) => Source = source;
 
     public string Source { get; }
     public override int NodeCount() => ((NodeFileSystem)Fs).NodeCount;
@@ -79,5 +81,18 @@ public sealed class StackMount : TestMount
     {
         base.Dispose();
         Directory.Delete(Source, recursive: true);
+    }
+}
+
+/// <summary>StackFs with no descriptor budget: every node but the root is reached by file handle.</summary>
+public sealed class HandleStackMount : StackMount
+{
+    public HandleStackMount() : base(pinnedLimit: 0)
+    {
+        if (((StackFileSystem)Fs).PinnedLimit != 0)
+        {
+            Dispose();
+            throw new InvalidOperationException("open_by_handle_at is not permitted here (it needs CAP_DAC_READ_SEARCH): StackFs cannot reach nodes by file handle");
+        }
     }
 }

@@ -121,6 +121,9 @@ public static unsafe partial class Posix
     [LibraryImport(L, EntryPoint = "chmod", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int chmod_(string path, uint mode);
     public static int Chmod(string path, uint mode) => Err(chmod_(path, mode));
+    [LibraryImport(L, EntryPoint = "fchmod", SetLastError = true)]
+    private static partial int fchmod_(int fd, uint mode);
+    public static int FChmod(int fd, uint mode) => Err(fchmod_(fd, mode));
 
     [LibraryImport(L, EntryPoint = "lchown", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int lchown_(string path, uint uid, uint gid);

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using ExtFuse;
+using ExtFuse.Bpf;
 using ExtFuse.Mounting;
 using ExtFuse.Samples.Guarded;
 using ExtFuse.Samples.Memory;
@@ -34,6 +35,14 @@ public static class Program
               fallocate, mmap writes) to DIR and to a native NATIVE_DIR, compare every
               result and the final trees; on a mismatch print the seed and the shortest
               failing prefix. Exit status 0 when they agree, 1 when not.
+
+          extfuse verify PATH
+              Load every program of a built .bpf.o (or of every .bpf.o in a build's
+              output directory) into the kernel verifier, each on its own, and print
+              one line per program: accepted with its instruction count and the
+              instructions the verifier walked, or rejected with the verifier's reason
+              and the C# line it stopped at. Exit status 0 when all are accepted, 1
+              when not. Needs root (CAP_BPF) on most kernels.
 
           extfuse --help        this text
 
@@ -82,6 +91,7 @@ public static class Program
         {
             "mount" => Mount(args[1..]),
             "fsx" => Fsx(args[1..]),
+            "verify" => Verify(args[1..]),
             _ => throw new UsageException($"unknown command '{args[0]}'"),
         };
     }
@@ -161,6 +171,35 @@ public static class Program
         session.Dispose();
         Console.Out.WriteLine(external ? $"extfuse: {mount.MountPoint} was unmounted" : $"extfuse: unmounted {mount.MountPoint}");
         return session.Initialized.IsCompletedSuccessfully ? 0 : 1;
+    }
+
+    private static int Verify(string[] args)
+    {
+        if (args.Length != 1 || args[0].StartsWith('-')) throw new UsageException("expected: extfuse verify PATH (a .bpf.o file or a directory of them)");
+        IReadOnlyList<string> objects;
+        try { objects = BpfVerifier.Objects(args[0]); }
+        catch (FileNotFoundException e) { throw new FuseException(e.Message, 2); }
+        if (objects.Count == 0) throw new FuseException($"no .bpf.o files in {args[0]}", 2);
+        var rejected = 0;
+        foreach (var obj in objects)
+        {
+            IReadOnlyList<ProgramVerdict> verdicts;
+            try { verdicts = BpfVerifier.VerifyEach(obj); }
+            catch (BpfException e) { Console.Out.WriteLine($"error     {Path.GetFileName(obj)}: {e.Message}"); rejected++; continue; }
+            foreach (var v in verdicts)
+            {
+                var where = $"{Path.GetFileName(v.Object)} {v.Program} ({v.Section})";
+                if (v.Accepted)
+                    Console.Out.WriteLine($"accepted  {where}: {v.Instructions} insns, verifier processed {v.Processed}");
+                else
+                {
+                    rejected++;
+                    Console.Out.WriteLine($"rejected  {where}: {v.Reason}" + (v.SourceLocation is { } at ? $" at {at}" : ""));
+                }
+            }
+            if (verdicts.Count == 0) Console.Out.WriteLine($"empty     {Path.GetFileName(obj)}: no programs");
+        }
+        return rejected == 0 ? 0 : 1;
     }
 
     private static int Fsx(string[] args)

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Runtime.CompilerServices;
 using ExtFuse.Tests.Support;
 
 namespace ExtFuse.Tests;
@@ -12,9 +11,6 @@ namespace ExtFuse.Tests;
 /// </summary>
 public class BpfBuildTests
 {
-    private static string RepoRoot([CallerFilePath] string caller = "") =>
-        Path.GetFullPath(Path.Combine(Path.GetDirectoryName(caller)!, "..", ".."));
-
     private const string GoodProgram = """
         #include <extfuse/bpf.h>
 
@@ -45,7 +41,7 @@ public class BpfBuildTests
     private static string Project(bool declarative, params (string Name, string Text)[] sources)
     {
         var dir = Directory.CreateTempSubdirectory("extfuse-bpfproj-").FullName;
-        var root = RepoRoot();
+        var root = Repo.Root;
         File.WriteAllText(Path.Combine(dir, "Sample.csproj"), $"""
             <Project Sdk="Microsoft.NET.Sdk">
               <PropertyGroup>

@@ -44,6 +44,14 @@ public static class Program
               and the C# line it stopped at. Exit status 0 when all are accepted, 1
               when not. Needs root (CAP_BPF) on most kernels.
 
+          extfuse caps
+              Probe what the running kernel can do for the fast path, each by trying
+              it: bpf(2), bpffs, BTF, syscall programs with test_run, BPF LSM,
+              trampolines, tp_btf on the FUSE tracepoints (by loading and attaching a
+              no-op program), and FUSE passthrough and io_uring (by mounting an empty
+              file system for a moment and reading what the kernel offers at INIT).
+              One line per feature; exit status 0.
+
           extfuse --help        this text
 
         Examples:
@@ -92,6 +100,7 @@ public static class Program
             "mount" => Mount(args[1..]),
             "fsx" => Fsx(args[1..]),
             "verify" => Verify(args[1..]),
+            "caps" => Caps(args[1..]),
             _ => throw new UsageException($"unknown command '{args[0]}'"),
         };
     }
@@ -171,6 +180,14 @@ public static class Program
         session.Dispose();
         Console.Out.WriteLine(external ? $"extfuse: {mount.MountPoint} was unmounted" : $"extfuse: unmounted {mount.MountPoint}");
         return session.Initialized.IsCompletedSuccessfully ? 0 : 1;
+    }
+
+    private static int Caps(string[] args)
+    {
+        if (args.Length != 0) throw new UsageException("extfuse caps takes no arguments");
+        foreach (var c in ExtFuse.Kernel.KernelCapabilities.Probe())
+            Console.Out.WriteLine($"{(c.Available ? "yes" : "no "),-4} {c.Name,-30} {c.Detail}");
+        return 0;
     }
 
     private static int Verify(string[] args)

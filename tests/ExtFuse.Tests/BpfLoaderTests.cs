@@ -165,3 +165,44 @@ public sealed class BpfLoaderTests : IDisposable
         Assert.Contains("needs root", output);
     }
 }
+
+/// <summary>`extfuse caps`: every feature tried on the running kernel, and the answers agree with what the kernel shows elsewhere.</summary>
+public class CapsTests
+{
+    private static Dictionary<string, (bool Yes, string Detail)> Parse(string output) =>
+        output.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Select(l => (Yes: l.StartsWith("yes ", StringComparison.Ordinal), Name: l[5..35].Trim(), Detail: l[35..].Trim()))
+            .ToDictionary(x => x.Name, x => (x.Yes, x.Detail));
+
+    [Fact]
+    public void Caps_tries_each_feature_and_agrees_with_the_kernel()
+    {
+        var (code, output) = CliProcess.Run(["caps"]);
+        Assert.True(code == 0, output);
+        var caps = Parse(output);
+        Assert.Equal(["bpf(2)", "bpffs", "BTF", "syscall programs and test_run", "BPF LSM", "trampolines (fentry)",
+            "tp_btf on FUSE tracepoints", "FUSE mount", "FUSE passthrough", "FUSE over io_uring", "ExtFUSE program type"], caps.Keys);
+        // The loader tests run syscall programs with test_run as root: the probe must find that too.
+        Assert.True(caps["syscall programs and test_run"].Yes, output);
+        Assert.Equal(File.Exists("/sys/kernel/btf/vmlinux"), caps["BTF"].Yes);
+        Assert.Equal(Shell.Run("mountpoint -q /sys/fs/bpf").Code == 0, caps["bpffs"].Yes);
+        Assert.True(caps["FUSE mount"].Yes, output);
+        var uring = File.Exists("/sys/module/fuse/parameters/enable_uring") && File.ReadAllText("/sys/module/fuse/parameters/enable_uring").Trim() == "Y";
+        Assert.Equal(uring, caps["FUSE over io_uring"].Yes);
+        Assert.False(caps["BPF LSM"].Yes && !caps["bpf(2)"].Yes);
+        // The probe mount is gone again.
+        Assert.DoesNotContain("extfuse-caps", File.ReadAllText("/proc/self/mounts"));
+    }
+
+    [Fact]
+    public void Caps_as_a_normal_user_says_what_needs_root()
+    {
+        var (code, output) = CliProcess.Run(["caps"], asUser: CliProcess.Nobody);
+        Assert.True(code == 0, output);
+        var caps = Parse(output);
+        Assert.False(caps["bpf(2)"].Yes);
+        Assert.Contains("needs root", caps["bpf(2)"].Detail);
+        Assert.False(caps["syscall programs and test_run"].Yes);
+        Assert.True(caps["FUSE mount"].Yes, output);   // through fusermount3
+    }
+}

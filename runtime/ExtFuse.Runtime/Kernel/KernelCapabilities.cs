@@ -1,0 +1,138 @@
+using System.Runtime.InteropServices;
+using ExtFuse.Bpf;
+using ExtFuse.Mounting;
+using ExtFuse.Protocol;
+using ExtFuse.Session;
+
+namespace ExtFuse.Kernel;
+
+/// <summary>One kernel feature the fast path can use, and what trying it showed.</summary>
+public sealed record Capability(string Name, bool Available, string Detail);
+
+/// <summary>
+/// Finds what the running kernel can do by trying each thing (loading and attaching a program,
+/// mounting and reading what the kernel offers at INIT), not by its version number.
+/// </summary>
+public static partial class KernelCapabilities
+{
+    /// <summary>The probe programs (bpf-runtime/ExtFuse.Bpf/probes), built next to the assemblies.</summary>
+    public static string ProbeObject => Path.Combine(AppContext.BaseDirectory, "extfuse_caps.bpf.o");
+
+    public static IReadOnlyList<Capability> Probe()
+    {
+        var caps = new List<Capability> { BpfSyscall(), BpfFs(), Btf() };
+        caps.AddRange(BpfPrograms());
+        caps.AddRange(FuseFeatures());
+        return caps;
+    }
+
+    private static Capability BpfSyscall()
+    {
+        const int SocketFilter = 1;
+        int rc;
+        try { rc = BpfProbe.ProgramType(SocketFilter); }
+        catch (BpfException e) { return new("bpf(2)", false, e.Message); }
+        // libbpf reports a refused load as "not supported" (0): only the caller's privileges tell the two apart.
+        return rc switch
+        {
+            1 => new("bpf(2)", true, "BPF_PROG_LOAD works"),
+            0 or -1 when Libc.GetEuid() != 0 => new("bpf(2)", false, "not permitted to a normal user: needs root (CAP_BPF)"),
+            0 => new("bpf(2)", false, "the kernel loads no BPF programs (CONFIG_BPF_SYSCALL off?)"),
+            _ => new("bpf(2)", false, $"BPF_PROG_LOAD fails: {BpfProbe.Describe(rc)}"),
+        };
+    }
+
+    private static unsafe Capability BpfFs()
+    {
+        const long BpfFsMagic = 0xCAFE4A11;
+        var buf = stackalloc long[16];
+        if (statfs("/sys/fs/bpf", buf) != 0) return new("bpffs", false, "/sys/fs/bpf does not exist");
+        return buf[0] == BpfFsMagic ? new("bpffs", true, "mounted at /sys/fs/bpf (maps can be pinned)")
+            : new("bpffs", false, "not mounted: mount -t bpf bpf /sys/fs/bpf (maps cannot be pinned)");
+    }
+
+    private static Capability Btf() =>
+        File.Exists("/sys/kernel/btf/vmlinux") ? new("BTF", true, "/sys/kernel/btf/vmlinux: CO-RE relocations work")
+            : new("BTF", false, "no /sys/kernel/btf/vmlinux: the kernel was built without CONFIG_DEBUG_INFO_BTF");
+
+    /// <summary>Each probe program loaded, and attached or run, on its own.</summary>
+    private static IEnumerable<Capability> BpfPrograms()
+    {
+        (string Name, string Program, Func<BpfProgram, string> Use)[] probes =
+        [
+            ("syscall programs and test_run", "probe_syscall", p =>
+            {
+                long ctx = 0;
+                var rc = p.TestRun(ref ctx);
+                return rc == 7 ? "loaded, and BPF_PROG_TEST_RUN ran it" : throw new BpfException($"BPF_PROG_TEST_RUN returned {rc}, not 7");
+            }),
+            ("BPF LSM", "probe_lsm", p => { using var l = p.Attach(); return "lsm/file_open loaded and attached" + ActiveLsms(); }),
+            ("trampolines (fentry)", "probe_fentry", p => { using var l = p.Attach(); return "fentry/vfs_getattr loaded and attached"; }),
+            ("tp_btf on FUSE tracepoints", "probe_fuse_tracepoint", p => { using var l = p.Attach(); return "tp_btf/fuse_request_send loaded and attached"; }),
+        ];
+        foreach (var (name, program, use) in probes)
+        {
+            Capability cap;
+            try
+            {
+                using var obj = BpfObject.Open(ProbeObject);
+                foreach (var p in obj.Programs) p.Autoload = p.Name == program;
+                obj.Load();
+                cap = new(name, true, use(obj.Program(program)));
+            }
+            catch (BpfVerifierException e) { cap = new(name, false, $"the kernel refuses it: {e.Reason}" + (name == "BPF LSM" ? ActiveLsms() : "")); }
+            catch (BpfException e) { cap = new(name, false, Short(e.Message) + (name == "BPF LSM" ? ActiveLsms() : "")); }
+            catch (DllNotFoundException) { cap = new(name, false, "libbpf.so.1 is not installed (apt-get install libbpf1)"); }
+            catch (FileNotFoundException) { cap = new(name, false, $"the probe programs are missing ({ProbeObject}): build with clang installed"); }
+            yield return cap;
+        }
+    }
+
+    /// <summary>The first line of libbpf's error, without the object's path (the same for every probe).</summary>
+    private static string Short(string message) =>
+        message.Split('\n')[0].Replace($"libbpf cannot load {ProbeObject}: ", "the kernel refuses to load it: ", StringComparison.Ordinal);
+
+    private static string ActiveLsms()
+    {
+        try { return $" (active LSMs: {File.ReadAllText("/sys/kernel/security/lsm").Trim()})"; }
+        catch (IOException) { return " (securityfs not mounted: the active LSM list is unknown)"; }
+        catch (UnauthorizedAccessException) { return ""; }
+    }
+
+    /// <summary>Mounts an empty file system for a moment and reads what the kernel offers at INIT.</summary>
+    private static IEnumerable<Capability> FuseFeatures()
+    {
+        var dir = Directory.CreateTempSubdirectory("extfuse-caps-").FullName;
+        InitFlags offered;
+        uint minor;
+        try
+        {
+            using var session = new FuseSession(new EmptyFileSystem());
+            session.Start(FuseMount.Mount(dir, new MountOptions { FsName = "extfuse-caps", Subtype = "caps" }));
+            if (!session.Initialized.Wait(TimeSpan.FromSeconds(10))) throw new FuseException("the kernel sent no INIT within 10 s", Errno.ETIMEDOUT);
+            offered = session.Connection.KernelFlags;
+            minor = session.Connection.ProtocolMinor;
+        }
+        catch (FuseException e)
+        {
+            return [new("FUSE mount", false, e.Message)];
+        }
+        finally { try { Directory.Delete(dir); } catch (IOException) { } }
+        var uring = File.Exists("/sys/module/fuse/parameters/enable_uring")
+            ? " (enable with: echo Y > /sys/module/fuse/parameters/enable_uring)" : " (kernel built without CONFIG_FUSE_IO_URING)";
+        return
+        [
+            new("FUSE mount", true, $"FUSE 7.{minor}"),
+            new("FUSE passthrough", (offered & InitFlags.Passthrough) != 0,
+                (offered & InitFlags.Passthrough) != 0 ? "offered at INIT (backing files need CAP_SYS_ADMIN)" : "not offered at INIT"),
+            new("FUSE over io_uring", (offered & InitFlags.OverIoUring) != 0,
+                (offered & InitFlags.OverIoUring) != 0 ? "offered at INIT" : "not offered at INIT" + uring),
+            new("ExtFUSE program type", false, "not probed: only an ExtFUSE-patched kernel has it, and this build does not know its INIT flag bit"),
+        ];
+    }
+
+    private sealed class EmptyFileSystem : RawFileSystem;
+
+    [LibraryImport("libc", StringMarshalling = StringMarshalling.Utf8)]
+    private static unsafe partial int statfs(string path, long* buf);
+}

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using ExtFuse.Interop;
 using static ExtFuse.Samples.Stack.Native;
 
@@ -14,14 +15,16 @@ namespace ExtFuse.Samples.Stack;
 /// </summary>
 internal sealed unsafe class SourceTree
 {
-    private int _pinnedLeft;
+    /// <summary>Descriptor slots left; the default budget is one per process (the limit is), shared by every StackFs in it.</summary>
+    private readonly StrongBox<int> _pinnedLeft;
+    private static readonly Lazy<StrongBox<int>> ProcessBudget = new(() => new StrongBox<int>(DefaultPinnedLimit()));
 
-    private SourceTree(int mountFd, ulong rootDev, int pinnedLimit, bool handles)
+    private SourceTree(int mountFd, ulong rootDev, int pinnedLimit, StrongBox<int> budget, bool handles)
     {
         MountFd = mountFd;
         RootDev = rootDev;
         PinnedLimit = pinnedLimit;
-        _pinnedLeft = pinnedLimit;
+        _pinnedLeft = budget;
         Handles = handles;
     }
 
@@ -29,7 +32,7 @@ internal sealed unsafe class SourceTree
     /// system, and takes no O_PATH descriptor for it.</summary>
     public int MountFd { get; }
     public ulong RootDev { get; }
-    /// <summary>How many nodes may hold a descriptor.</summary>
+    /// <summary>How many nodes may hold a descriptor (in all StackFs instances of the process, unless given to <see cref="Create"/>).</summary>
     public int PinnedLimit { get; }
     /// <summary>Whether nodes past the limit can be reached by file handle.</summary>
     public bool Handles { get; }
@@ -40,8 +43,9 @@ internal sealed unsafe class SourceTree
         var mountFd = OpenAt(rootFd, dot, O_RDONLY | O_DIRECTORY);
         byte empty = 0;
         var handles = mountFd >= 0 && TryHandle(rootFd, &empty, out var h, out _) && Reopen(mountFd, h) is var fd and >= 0 && Close(fd) == 0;
-        var limit = pinnedLimit ?? DefaultPinnedLimit();
-        return new SourceTree(mountFd, rootDev, handles ? limit : int.MaxValue, handles);
+        if (!handles) return new SourceTree(mountFd, rootDev, int.MaxValue, new StrongBox<int>(int.MaxValue), false);
+        var budget = pinnedLimit is { } own ? new StrongBox<int>(own) : ProcessBudget.Value;
+        return new SourceTree(mountFd, rootDev, pinnedLimit ?? DefaultPinnedLimit(), budget, true);
     }
 
     /// <summary>A quarter of the descriptor limit: the rest is for open files (one per file a client
@@ -57,13 +61,13 @@ internal sealed unsafe class SourceTree
     {
         while (true)
         {
-            var left = Volatile.Read(ref _pinnedLeft);
+            var left = Volatile.Read(ref _pinnedLeft.Value);
             if (left <= 0) return false;
-            if (Interlocked.CompareExchange(ref _pinnedLeft, left - 1, left) == left) return true;
+            if (Interlocked.CompareExchange(ref _pinnedLeft.Value, left - 1, left) == left) return true;
         }
     }
 
-    public void Unpin() => Interlocked.Increment(ref _pinnedLeft);
+    public void Unpin() => Interlocked.Increment(ref _pinnedLeft.Value);
 
     private int _handleNodes;
     /// <summary>Live nodes reached by handle (none: nothing to keep reachable at unlink).</summary>

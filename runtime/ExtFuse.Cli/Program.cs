@@ -52,6 +52,16 @@ public static class Program
               file system for a moment and reading what the kernel offers at INIT).
               One line per feature; exit status 0.
 
+          extfuse stats MOUNTPOINT [--seconds N]
+              Count, in the kernel, the FUSE requests sent to the file system mounted
+              at MOUNTPOINT (any FUSE file system) for N seconds (default 5), and print
+              per opcode: requests, requests per second, mean latency and the 50th and
+              99th percentile (from a log2 histogram). BPF programs on the
+              fuse_request_send/end tracepoints; needs root and tp_btf (extfuse caps).
+
+          extfuse top MOUNTPOINT
+              The same, live: refreshed every second until Ctrl-C.
+
           extfuse --help        this text
 
         Examples:
@@ -101,6 +111,8 @@ public static class Program
             "fsx" => Fsx(args[1..]),
             "verify" => Verify(args[1..]),
             "caps" => Caps(args[1..]),
+            "stats" => Stats(args[1..], live: false),
+            "top" => Stats(args[1..], live: true),
             _ => throw new UsageException($"unknown command '{args[0]}'"),
         };
     }
@@ -189,6 +201,69 @@ public static class Program
             Console.Out.WriteLine($"{(c.Available ? "yes" : "no "),-4} {c.Name,-30} {c.Detail}");
         return 0;
     }
+
+    private static int Stats(string[] args, bool live)
+    {
+        var seconds = 5;
+        string? mountPoint = null;
+        for (var i = 0; i < args.Length; i++)
+        {
+            if (!live && args[i] == "--seconds" && i + 1 < args.Length && int.TryParse(args[i + 1], out var n) && n > 0) { seconds = n; i++; }
+            else if (args[i].StartsWith('-') || mountPoint is not null) throw new UsageException($"expected: extfuse {(live ? "top MOUNTPOINT" : "stats MOUNTPOINT [--seconds N]")}");
+            else mountPoint = args[i];
+        }
+        if (mountPoint is null) throw new UsageException($"expected: extfuse {(live ? "top" : "stats")} MOUNTPOINT");
+        var full = Path.GetFullPath(mountPoint);
+        if (MountTable.At(full) is not { } entry || !MountTable.IsFuse(entry)) throw new FuseException($"{full} is not a FUSE mount point", Errno.EINVAL);
+        ExtFuse.Kernel.FuseStatistics stats;
+        try { stats = ExtFuse.Kernel.FuseStatistics.Attach(entry.Minor); }
+        catch (BpfException e) { throw new FuseException($"cannot count requests in the kernel: {e.Message.Split('\n')[0]} (see extfuse caps)", Errno.EPERM); }
+        using (stats)
+        {
+            var started = DateTime.UtcNow;
+            if (!live)
+            {
+                Thread.Sleep(TimeSpan.FromSeconds(seconds));
+                PrintStatistics(stats, full, DateTime.UtcNow - started);
+                return 0;
+            }
+            using var stop = new ManualResetEventSlim();
+            void OnSignal(PosixSignalContext c) { c.Cancel = true; stop.Set(); }
+            using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+            using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+            while (!stop.Wait(TimeSpan.FromSeconds(1)))
+            {
+                if (!Console.IsOutputRedirected) Console.Out.Write("\e[H\e[2J");
+                PrintStatistics(stats, full, DateTime.UtcNow - started);
+                Console.Out.Flush();
+                if (MountTable.At(full) is not { } e || e.Minor != entry.Minor) { Console.Out.WriteLine($"extfuse: {full} was unmounted"); break; }
+            }
+            return 0;
+        }
+    }
+
+    private static void PrintStatistics(ExtFuse.Kernel.FuseStatistics stats, string mountPoint, TimeSpan elapsed)
+    {
+        var rows = stats.Snapshot();
+        Console.Out.WriteLine($"{mountPoint} (connection {stats.ConnectionId}): {rows.Sum(r => (long)r.Sent)} requests in {elapsed.TotalSeconds:F1} s, counted in the kernel");
+        Console.Out.WriteLine($"{"opcode",-16}{"requests",10}{"per s",10}{"mean",12}{"p50",12}{"p99",12}");
+        foreach (var r in rows.OrderByDescending(r => r.Sent))
+            Console.Out.WriteLine($"{r.Opcode,-16}{r.Sent,10}{r.Sent / Math.Max(elapsed.TotalSeconds, 0.001),10:F0}{Micros(r.MeanLatency.TotalMicroseconds),12}" +
+                                  $"{Micros(Percentile(r.Histogram, 0.50)),12}{Micros(Percentile(r.Histogram, 0.99)),12}");
+    }
+
+    /// <summary>The upper bound, in microseconds, of the histogram bucket holding the given fraction of requests.</summary>
+    private static double Percentile(ulong[] histogram, double fraction)
+    {
+        var total = histogram.Aggregate(0UL, (a, b) => a + b);
+        if (total == 0) return 0;
+        ulong seen = 0;
+        for (var i = 0; i < histogram.Length; i++)
+            if ((seen += histogram[i]) >= fraction * total) return Math.Pow(2, i + 1);
+        return Math.Pow(2, histogram.Length);
+    }
+
+    private static string Micros(double us) => us >= 1000 ? $"{us / 1000:F1} ms" : $"{us:F0} us";
 
     private static int Verify(string[] args)
     {

@@ -33,10 +33,13 @@ public sealed unsafe class BpfObject : IDisposable
     /// <summary>Opens an object file; nothing reaches the kernel until <see cref="Load"/>.</summary>
     public static BpfObject Open(string path)
     {
-        BpfLog.EnsureInstalled();
         if (!File.Exists(path)) throw new FileNotFoundException($"no BPF object at {path}", path);
         nint obj;
-        try { fixed (byte* p = Z(path)) obj = bpf_object__open_file(p, null); }
+        try
+        {
+            BpfLog.EnsureInstalled();
+            fixed (byte* p = Z(path)) obj = bpf_object__open_file(p, null);
+        }
         catch (DllNotFoundException e) { throw LibBpfMissing(e); }
         if (obj == 0) throw new BpfException($"libbpf cannot open {path}: {Describe(Marshal.GetLastPInvokeError())}");
         return new BpfObject(obj, path);
@@ -45,11 +48,11 @@ public sealed unsafe class BpfObject : IDisposable
     /// <summary>Opens an object from memory (an embedded resource, say).</summary>
     public static BpfObject Open(ReadOnlySpan<byte> elf, string name)
     {
-        BpfLog.EnsureInstalled();
         nint obj;
         var objectName = Z(name);
         try
         {
+            BpfLog.EnsureInstalled();
             fixed (byte* e = elf) fixed (byte* n = objectName)
             {
                 var opts = new OpenOpts { Sz = (nuint)sizeof(OpenOpts), ObjectName = n };

@@ -8,7 +8,8 @@ namespace ExtFuse.Samples.Stack;
 
 /// <summary>
 /// A loopback file system over a source directory, done by file descriptors (an O_PATH descriptor
-/// per node, *at(2) calls relative to it), not by path strings, so renames under it stay correct.
+/// per node, or a file handle past the descriptor budget; *at(2) calls relative to it), not by
+/// path strings, so renames under it stay correct.
 /// Running as root with allow_other, files are created with the caller's uid/gid (setfsuid).
 /// </summary>
 public sealed class StackFileSystem : NodeFileSystem
@@ -18,8 +19,8 @@ public sealed class StackFileSystem : NodeFileSystem
     private StackFileSystem(StackNode root, SourceTree tree) : base(root) => _tree = tree;
 
     /// <summary>Opens <paramref name="source"/> and builds the file system over it.</summary>
-    /// <param name="pinnedLimit">How many nodes may hold an O_PATH descriptor (default: half the
-    /// descriptor limit); the rest are reached by file handle. See <see cref="SourceTree"/>.</param>
+    /// <param name="pinnedLimit">How many nodes may hold an O_PATH descriptor (default: a quarter of the
+    /// descriptor limit, shared by the process); the rest are reached by file handle. See <see cref="SourceTree"/>.</param>
     public static unsafe StackFileSystem Open(string source, int? pinnedLimit = null)
     {
         RaiseDescriptorLimit();
@@ -43,11 +44,9 @@ public sealed class StackFileSystem : NodeFileSystem
     public static ulong DescriptorLimit => GetRLimit(RLIMIT_NOFILE, out var l) == 0 ? l.Cur : 0;
 
     /// <summary>
-    /// Every inode the kernel has looked up holds an O_PATH descriptor here, and the kernel keeps
-    /// thousands cached (stress-ng's chdir alone makes 8,192 directories), so 1,024 or 4,096 is not
-    /// enough. Raise the soft limit to the hard one, and as root (CAP_SYS_RESOURCE) the hard one to
-    /// fs.nr_open, as libfuse's passthrough_hp does. Failure leaves the limit as it was: lookups
-    /// past it answer EMFILE, honestly.
+    /// Open files and the budget of node descriptors both come out of RLIMIT_NOFILE: raise the soft
+    /// limit to the hard one, and with CAP_SYS_RESOURCE the hard one to fs.nr_open, as libfuse's
+    /// passthrough_hp does. Failure leaves the limit as it was.
     /// </summary>
     private static void RaiseDescriptorLimit()
     {

@@ -98,6 +98,19 @@ public sealed class BpfLoaderTests : IDisposable
     }
 
     [Fact]
+    public void Objects_open_from_memory_too()
+    {
+        var elf = File.ReadAllBytes(Repo.CompileBpf(_dir, "counter", Counter));
+        using var obj = BpfObject.Open(elf, "embedded-counter");
+        obj.Load();
+        var ctx = new CountCtx { Uid = 1, Op = 2 };
+        obj.Program("count").TestRun(ref ctx);
+        Assert.Equal(1, ctx.Result);
+        Assert.Equal(1ul, obj.Map<CountKey, ulong>("counts")[new CountKey { Uid = 1, Op = 2 }]);
+        Assert.Throws<BpfException>(() => BpfObject.Open("not an ELF object"u8, "garbage"));
+    }
+
+    [Fact]
     public void A_schema_that_does_not_match_the_map_is_refused_when_opened()
     {
         using var obj = BpfObject.Open(Repo.CompileBpf(_dir, "counter", Counter));

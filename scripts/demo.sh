@@ -1,26 +1,39 @@
 #!/usr/bin/env bash
-# Builds the CLI, mounts the in-memory sample file system, uses it like any directory,
-# and unmounts. Run as root (or as a user, through fusermount3).
+# Builds the CLI and the BPF objects, asks the kernel what it can do and verifies the objects,
+# mounts the declarative sample (GuardedFs: MemoryFs plus [Check] rules compiled to C# and BPF),
+# uses it like any directory while the kernel counts its requests, shows a rule refusing a
+# change, and unmounts. Run as root (or as a user, through fusermount3; the BPF parts need root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 dotnet build runtime/ExtFuse.Cli -c Release --no-restore --verbosity quiet -o artifacts/cli >/dev/null
 
+set -x
+dotnet artifacts/cli/extfuse.dll caps
+dotnet artifacts/cli/extfuse.dll verify artifacts/cli || true
+set +x
+
 mnt=$(mktemp -d /tmp/extfuse-demo.XXXXXX)
 log=$(mktemp /tmp/extfuse-demo-log.XXXXXX)
-dotnet artifacts/cli/extfuse.dll mount memory "$mnt" >"$log" 2>&1 &
+stats=$(mktemp /tmp/extfuse-demo-stats.XXXXXX)
+dotnet artifacts/cli/extfuse.dll mount guarded "$mnt" -o allow_other >"$log" 2>&1 &
 daemon=$!
 cleanup() {
   kill -TERM "$daemon" 2>/dev/null || true
   wait "$daemon" 2>/dev/null || true
   mountpoint -q "$mnt" && umount -l "$mnt" 2>/dev/null || true
   rmdir "$mnt" 2>/dev/null || true
+  rm -f "$log" "$stats"
 }
 trap cleanup EXIT
 
 for _ in $(seq 100); do grep -q "mounted at" "$log" && break; sleep 0.1; done
 cat "$log"
+# Count the requests of the workload below in the kernel (tp_btf programs), for 3 seconds.
+dotnet artifacts/cli/extfuse.dll stats "$mnt" --seconds 3 >"$stats" 2>&1 &
+statspid=$!
+sleep 1
 set -x
 grep " $mnt " /proc/mounts
 echo "hello from ExtFuse.NET" > "$mnt/hello.txt"
@@ -34,7 +47,12 @@ ls -lR "$mnt"
 wc -l "$mnt/numbers-link"
 stat -c '%n: %s bytes, %h links, mode %a' "$mnt/hello.txt"
 df -h "$mnt"
+# The mode bits let anyone create here; the [Check] rule still refuses uid 65534.
+chmod 1777 "$mnt"
+setpriv --reuid=65534 --regid=65534 --clear-groups touch "$mnt/from-nobody" || echo "refused, as the rule says"
 set +x
+wait "$statspid" || true
+cat "$stats"
 kill -TERM "$daemon"
 wait "$daemon"
 cat "$log" | tail -1

@@ -37,8 +37,9 @@ public static class BpfVerifier
             }
             catch (BpfException e)
             {
-                var reason = e.Message.Contains("Operation not permitted", StringComparison.Ordinal)
-                    ? "not permitted: loading BPF programs needs root (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN)" : e.Message;
+                var reason = !e.Message.Contains("Operation not permitted", StringComparison.Ordinal) ? e.Message
+                    : Environment.IsPrivilegedProcess ? $"the kernel refuses to load {section} programs even for root (EPERM; see extfuse caps)"
+                    : "not permitted: loading BPF programs needs root (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN)";
                 verdicts.Add(new(objectPath, name, section, false, insns, -1, reason, null, ""));
             }
         }

@@ -152,6 +152,12 @@ public sealed class BpfLoaderTests : IDisposable
         Assert.True(code == 0, output);
         Assert.Contains("accepted  ExtFuse.Samples.Guarded.GuardedFileSystem.bpf.o", output);
         Assert.DoesNotContain("rejected", output);
+
+        // As root, a refusal is the kernel's policy, not a missing privilege (LSM and fentry are refused here).
+        (_, output) = CliProcess.Run(["verify", Path.Combine(AppContext.BaseDirectory, "extfuse_caps.bpf.o")]);
+        Assert.Contains("accepted  extfuse_caps.bpf.o probe_syscall (syscall)", output);
+        Assert.DoesNotContain("needs root", output);
+        Assert.Matches(@"(accepted|rejected)  extfuse_caps\.bpf\.o probe_lsm \(lsm/file_open\)", output);
     }
 
     [Fact]

@@ -98,6 +98,26 @@ public static class Program
 
     private sealed class UsageException(string message) : Exception(message);
 
+    /// <summary>Set by SIGINT or SIGTERM (which then no longer end the process), or by <see cref="ManualResetEventSlim.Set()"/>.</summary>
+    private sealed class StopOnSignal : ManualResetEventSlim
+    {
+        private readonly PosixSignalRegistration _sigint, _sigterm;
+
+        public StopOnSignal()
+        {
+            _sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+            _sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        }
+
+        private void OnSignal(PosixSignalContext c) { c.Cancel = true; Set(); }
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing) { _sigint.Dispose(); _sigterm.Dispose(); }
+            base.Dispose(disposing);
+        }
+    }
+
     private static int Run(string[] args)
     {
         if (args.Length == 0 || args is ["--help" or "-h" or "help", ..])
@@ -174,10 +194,7 @@ public static class Program
         var mount = FuseMount.Mount(mountPoint, options, log);
         session.Start(mount);
 
-        using var stop = new ManualResetEventSlim();
-        void OnSignal(PosixSignalContext c) { c.Cancel = true; stop.Set(); }
-        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
-        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        using var stop = new StopOnSignal();
         session.Completion.ContinueWith(_ => stop.Set());
 
         if (!session.Initialized.Wait(TimeSpan.FromSeconds(30)))
@@ -220,6 +237,8 @@ public static class Program
         catch (BpfException e) { throw new FuseException($"cannot count requests in the kernel: {e.Message.Split('\n')[0]} (see extfuse caps)", Errno.EPERM); }
         using (stats)
         {
+            Console.Out.WriteLine($"extfuse: counting the requests to {full} in the kernel (connection {entry.Minor})" + (live ? "; Ctrl-C to stop" : $" for {seconds} s"));
+            Console.Out.Flush();
             var started = DateTime.UtcNow;
             if (!live)
             {
@@ -227,10 +246,7 @@ public static class Program
                 PrintStatistics(stats, full, DateTime.UtcNow - started);
                 return 0;
             }
-            using var stop = new ManualResetEventSlim();
-            void OnSignal(PosixSignalContext c) { c.Cancel = true; stop.Set(); }
-            using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
-            using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+            using var stop = new StopOnSignal();
             while (!stop.Wait(TimeSpan.FromSeconds(1)))
             {
                 if (!Console.IsOutputRedirected) Console.Out.Write("\e[H\e[2J");

@@ -41,8 +41,7 @@ internal sealed unsafe class SourceTree
     {
         var dot = stackalloc byte[] { (byte)'.', 0 };
         var mountFd = OpenAt(rootFd, dot, O_RDONLY | O_DIRECTORY);
-        byte empty = 0;
-        var handles = mountFd >= 0 && TryHandle(rootFd, &empty, out var h, out _) && Reopen(mountFd, h) is var fd and >= 0 && Close(fd) == 0;
+        var handles = mountFd >= 0 && HandleOf(rootFd) is { } h && Reopen(mountFd, h) is var fd and >= 0 && Close(fd) == 0;
         if (!handles) return new SourceTree(mountFd, rootDev, int.MaxValue, new StrongBox<int>(int.MaxValue), false);
         var budget = pinnedLimit is { } own ? new StrongBox<int>(own) : ProcessBudget.Value;
         return new SourceTree(mountFd, rootDev, pinnedLimit ?? DefaultPinnedLimit(), budget, true);
@@ -86,6 +85,13 @@ internal sealed unsafe class SourceTree
         handle = new ReadOnlySpan<byte>(buf, 8 + (int)*(uint*)buf).ToArray();
         errno = 0;
         return true;
+    }
+
+    /// <summary>The handle of the inode <paramref name="fd"/> refers to, or null when it has none.</summary>
+    public static byte[]? HandleOf(int fd)
+    {
+        byte empty = 0;
+        return TryHandle(fd, &empty, out var handle, out _) ? handle : null;
     }
 
     /// <summary>An O_PATH descriptor for <paramref name="handle"/>, or -errno (ESTALE once the inode is gone).</summary>

@@ -96,18 +96,15 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
     protected override bool IsSameInode(Node known)
     {
         if (known is not StackNode k || k._handle is null) return true;
-        var mine = _handle;
-        byte empty = 0;
-        if (mine is null && (_fd < 0 || !SourceTree.TryHandle(_fd, &empty, out mine, out _))) return true;
-        return mine.AsSpan().SequenceEqual(k._handle);
+        var mine = _handle ?? (_fd >= 0 ? SourceTree.HandleOf(_fd) : null);
+        return mine is null || mine.AsSpan().SequenceEqual(k._handle);
     }
 
     /// <summary>Makes a node reached by handle hold <paramref name="fd"/> (of its own inode) from now on.</summary>
     private bool Adopt(int fd)
     {
-        byte empty = 0;
         if (_handle is null || Volatile.Read(ref _fd) >= 0) return false;
-        if (!SourceTree.TryHandle(fd, &empty, out var h, out _) || !h.AsSpan().SequenceEqual(_handle)) return false;
+        if (SourceTree.HandleOf(fd) is not { } h || !h.AsSpan().SequenceEqual(_handle)) return false;
         return Interlocked.CompareExchange(ref _fd, fd, -1) == -1;
     }
 

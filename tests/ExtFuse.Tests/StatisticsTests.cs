@@ -77,7 +77,8 @@ public class StatisticsTests
         using var m = new MemoryMount();
         using var stats = CliProcess.Start(["stats", m.Root, "--seconds", "3"]);
         using var top = CliProcess.Start(["top", m.Root]);
-        Thread.Sleep(1500);  // both attached (they load in well under a second)
+        stats.WaitForOutput("extfuse: counting the requests to");
+        top.WaitForOutput("extfuse: counting the requests to");
         var d = m.NewDir();
         for (var i = 0; i < 7; i++) File.WriteAllText(Path.Combine(d, $"f{i}"), "x");
         Assert.True(stats.WaitForExit(30_000), stats.Output);

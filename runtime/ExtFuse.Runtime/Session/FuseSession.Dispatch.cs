@@ -20,7 +20,7 @@ public sealed partial class FuseSession
         ref readonly var h = ref MemoryMarshal.AsRef<FuseInHeader>(msg);
         r.Begin(h, channel);
         Interlocked.Increment(ref _requestCount);
-        Interlocked.Increment(ref _requestsByOpcode[Math.Min((uint)h.Opcode, (uint)_requestsByOpcode.Length - 1)]);
+        Interlocked.Increment(ref _requestsByOpcode[OpcodeSlot(h.Opcode)]);
         if (Log.Logger.IsEnabled(Microsoft.Extensions.Logging.LogLevel.Trace)) Log.Request(h.Opcode, h.Unique, h.NodeId, h.Uid, h.Pid);
         CheckOrphanInterrupt(r);
         try

@@ -54,8 +54,9 @@ public sealed partial class FuseSession : IDisposable
     private long _requestCount;
 
     /// <summary>Requests of one opcode handled so far (opcodes past 63, CUSE_INIT, share the last count, as in the BPF statistics).</summary>
-    public long RequestsOf(FuseOpcode opcode) => Interlocked.Read(ref _requestsByOpcode[Math.Min((uint)opcode, (uint)_requestsByOpcode.Length - 1)]);
+    public long RequestsOf(FuseOpcode opcode) => Interlocked.Read(ref _requestsByOpcode[OpcodeSlot(opcode)]);
     private readonly long[] _requestsByOpcode = new long[64];
+    private static uint OpcodeSlot(FuseOpcode opcode) => Math.Min((uint)opcode, 63u);
 
     /// <summary>Starts the reader threads on a mounted connection.</summary>
     public void Start(FuseMount mount)

@@ -57,6 +57,18 @@ public sealed unsafe class BpfMap<TKey, TValue> where TKey : unmanaged where TVa
         }
     }
 
+    /// <summary>Inserts or replaces, as a program's bpf_map_update_elem: false when the key is new and the map is full (E2BIG).</summary>
+    public bool Set(in TKey key, in TValue value)
+    {
+        fixed (TKey* k = &key) fixed (TValue* v = &value)
+        {
+            var err = bpf_map_update_elem(Fd, k, v, (ulong)BpfUpdate.Any);
+            if (err == -7) return false; // E2BIG
+            if (err != 0) throw new BpfException($"update of {Name} failed: {Describe(err)}");
+            return true;
+        }
+    }
+
     /// <summary>Removes a key; false when it was not there.</summary>
     public bool Delete(in TKey key)
     {

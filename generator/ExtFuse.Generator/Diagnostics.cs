@@ -28,14 +28,26 @@ internal static class Diagnostics
         "'{0}' is not a static method of this file system (virtual, interface and library calls do not translate)");
     public static readonly DiagnosticDescriptor Division = Error("EXTF0009", "Division by a non-constant",
         "'{0}': divide only by a non-zero constant (BPF answers 0 where .NET throws, so the twins would differ)");
-    public static readonly DiagnosticDescriptor BadSignature = Error("EXTF0010", "Bad [Check] signature",
-        "[Check] method '{0}' must be declared 'static int {0}(in CheckRequest req)'");
+    public static readonly DiagnosticDescriptor BadSignature = Error("EXTF0010", "Bad rule method signature",
+        "[{1}] method '{0}' must be declared '{2}'");
     public static readonly DiagnosticDescriptor StackTooLarge = Error("EXTF0011", "BPF stack limit",
         "'{0}' needs about {1} bytes of stack with its inlined callees; BPF allows 512");
     public static readonly DiagnosticDescriptor CacheNotSupported = Error("EXTF0013", "Cache rule without cache timeouts",
         "[{0}] needs a file system with a virtual {1} property (MemoryFileSystem or NodeFileSystem, or a base of your own)");
     public static readonly DiagnosticDescriptor BadTimeout = Error("EXTF0014", "Bad cache timeout",
         "[{0}] takes a finite, non-negative number of seconds, not {1}");
+    public static readonly DiagnosticDescriptor NotBlittable = Error("EXTF0015", "Type cannot cross to the kernel",
+        "'{0}' cannot be shared with BPF: {1}");
+    public static readonly DiagnosticDescriptor BadMap = Error("EXTF0016", "Bad KernelMap declaration",
+        "KernelMap '{0}' must be a 'static readonly' field of the file system created with a constant capacity, as in '= new(1024)'");
+    public static readonly DiagnosticDescriptor InvalidGlob = Error("EXTF0017", "Invalid glob",
+        "invalid glob \"{0}\": {1}");
+    public static readonly DiagnosticDescriptor OpsNotApplicable = Error("EXTF0018", "Rule cannot apply to these operations",
+        "[{0}] {1}");
+    public static readonly DiagnosticDescriptor ConflictingRules = Error("EXTF0019", "Conflicting rules",
+        "{0}");
+    public static readonly DiagnosticDescriptor IndexOutOfRange = Error("EXTF0020", "Index the verifier cannot bound",
+        "'{0}': index a fixed-size buffer of {1} elements with a constant below {1}, or with a for-loop variable whose constant bound is at most {1}");
     public static readonly DiagnosticDescriptor NotPartial = Error("EXTF0012", "File system class must be partial",
         "[FileSystem] class '{0}' must be declared partial so the generator can add to it");
 }

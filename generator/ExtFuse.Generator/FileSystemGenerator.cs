@@ -37,9 +37,13 @@ public sealed class FileSystemGenerator : IIncrementalGenerator
         // build); the generator only refuses to emit for rules that did not validate.
         if (model.FailedClosed) return;
         spc.AddSource($"{model.FullName}.Rules.g.cs", SourceText.From(EmitCSharp(model), Encoding.UTF8));
-        if (model.Checks.Count > 0)
+        if (model.HasBpf)
             spc.AddSource($"{model.FullName}.Bpf.g.cs", SourceText.From(EmitCarrier(model), Encoding.UTF8));
     }
+
+    private const string D = "global::ExtFuse.Declarative.";
+
+    private static string Str(string? s) => s is null ? "null" : Literal(s);
 
     internal static string EmitCSharp(FileSystemModel model)
     {
@@ -50,82 +54,63 @@ public sealed class FileSystemGenerator : IIncrementalGenerator
         sb.AppendLine($"partial class {model.ClassName}");
         sb.AppendLine("{");
         sb.AppendLine("    /// <summary>The [Check] methods: the managed twins of the generated BPF, in declaration order.</summary>");
-        sb.AppendLine("    public static global::System.Collections.Generic.IReadOnlyList<global::ExtFuse.Declarative.CheckRule> CheckRules { get; } =");
+        sb.AppendLine($"    public static global::System.Collections.Generic.IReadOnlyList<{D}CheckRule> CheckRules {{ get; }} =");
         sb.AppendLine("    [");
         foreach (var c in model.Checks)
-            sb.AppendLine($"        new(\"{c.Name}\", (global::ExtFuse.Declarative.FuseOps){c.Ops}u, {c.Name}),");
+            sb.AppendLine($"        new(\"{c.Name}\", ({D}FuseOps){c.Ops}u, {c.Name}),");
+        sb.AppendLine("    ];");
+        sb.AppendLine().AppendLine("    /// <summary>The [FastPath] methods: the managed twins of the extfuse/&lt;opcode&gt; programs.</summary>");
+        sb.AppendLine($"    public static global::System.Collections.Generic.IReadOnlyList<{D}FastPathRule> FastPathRules {{ get; }} =");
+        sb.AppendLine("    [");
+        foreach (var f in model.FastPaths)
+            sb.AppendLine($"        new(\"{f.Name}\", ({D}FuseOps){f.Op}u, {f.Name}),");
+        sb.AppendLine("    ];");
+        sb.AppendLine().AppendLine("    /// <summary>The [Deny], [Hide] and [Passthrough] rules; a rule's index is its bit in the kernel's path verdicts.</summary>");
+        sb.AppendLine($"    public static global::System.Collections.Generic.IReadOnlyList<{D}PathRule> DeclaredPathRules {{ get; }} =");
+        sb.AppendLine("    [");
+        foreach (var r in model.PathRules)
+            sb.AppendLine($"        new({D}PathRuleKind.{r.Kind}, ({D}FuseOps){r.Ops}u, {Str(r.Glob)}, {r.Uid}, {r.Gid}, {Str(r.Comm)}, {r.Errno}),");
         sb.AppendLine("    ];");
         foreach (var t in model.Timeouts)
             sb.AppendLine()
               .AppendLine($"    /// <summary>From [{(t.Property == "AttrTimeout" ? "CacheAttr" : "CacheEntry")}] on this class.</summary>")
               .AppendLine($"    public override global::System.TimeSpan {t.Property} => global::System.TimeSpan.FromSeconds({t.Seconds.ToString("R", global::System.Globalization.CultureInfo.InvariantCulture)});");
         if (model.IsRawFileSystem)
+        {
             sb.AppendLine()
-              .AppendLine("    /// <summary>The session applies these before each handler (the managed fast path of the checks).</summary>")
-              .AppendLine("    public override global::System.Collections.Generic.IReadOnlyList<global::ExtFuse.Declarative.CheckRule> Rules => CheckRules;");
-        if (model.Checks.Count > 0)
-            sb.AppendLine().AppendLine($"    /// <summary>The BPF object built from this class, next to the assembly.</summary>")
-              .AppendLine($"    public const string BpfObject = \"{model.FullName}.bpf.o\";");
+              .AppendLine("    /// <summary>The session applies these before each handler (the managed fast path of the rules).</summary>")
+              .AppendLine($"    public override global::System.Collections.Generic.IReadOnlyList<{D}CheckRule> Rules => CheckRules;")
+              .AppendLine($"    public override global::System.Collections.Generic.IReadOnlyList<{D}FastPathRule> FastPaths => FastPathRules;")
+              .AppendLine($"    public override global::System.Collections.Generic.IReadOnlyList<{D}PathRule> PathRules => DeclaredPathRules;");
+            if (model.InitFlags != 0)
+                sb.AppendLine().AppendLine("    /// <summary>INIT capabilities the rules need (the session asks for those the kernel offers).</summary>")
+                  .AppendLine($"    public override global::ExtFuse.Protocol.InitFlags RuleInitFlags => (global::ExtFuse.Protocol.InitFlags)0x{model.InitFlags:x}UL;");
+        }
+        if (model.HasBpf)
+        {
+            sb.AppendLine().AppendLine("    /// <summary>The BPF objects built from this class, next to the assembly: stock kernels, and ExtFUSE kernels.</summary>")
+              .AppendLine($"    public const string BpfObject = \"{model.FullName}.bpf.o\";")
+              .AppendLine($"    public const string ExtFuseBpfObject = \"{model.FullName}.extfuse.bpf.o\";");
+            sb.AppendLine().AppendLine("    /// <summary>Routes each KernelMap field to the map of the same name in a loaded object, with key and value sizes checked.</summary>")
+              .AppendLine("    public static void BindKernelMaps(global::ExtFuse.Bpf.BpfObject loaded)")
+              .AppendLine("    {");
+            foreach (var m in model.Maps)
+                sb.AppendLine($"        {m.Name}.Bind(loaded.Map<{m.KeyType}, {m.ValueType}>(\"{m.Name}\"));");
+            sb.AppendLine("    }");
+        }
         sb.AppendLine("}");
         return sb.ToString();
     }
 
-    internal static string BpfFileName(FileSystemModel model) => $"{model.FullName}.bpf.c";
-
-    internal static string EmitC(FileSystemModel model)
-    {
-        var sb = new StringBuilder();
-        sb.Append($$"""
-            /* <auto-generated/> by ExtFuse.Generator from {{model.FullName}}. Do not edit: change the C# and rebuild. */
-            #include <extfuse/bpf.h>
-
-            /* ExtFuse.Declarative.CheckRequest */
-            struct extfuse_check_req {
-            	__u32 opcode;
-            	__u32 uid;
-            	__u32 gid;
-            	__u32 pid;
-            	__u64 nodeid;
-            	__u32 flags;
-            	__u32 mode;
-            };
-            _Static_assert(sizeof(struct extfuse_check_req) == 32, "CheckRequest is 32 bytes");
-            _Static_assert(__builtin_offsetof(struct extfuse_check_req, nodeid) == 16, "CheckRequest.NodeId at 16");
-            _Static_assert(__builtin_offsetof(struct extfuse_check_req, mode) == 28, "CheckRequest.Mode at 28");
-
-            /* BPF_PROG_TEST_RUN context of the syscall wrappers: the request in, the verdict out. */
-            struct extfuse_check_test {
-            	struct extfuse_check_req req;
-            	__s32 result;
-            	__u32 padding;
-            };
-
-
-            """);
-        sb.Append(model.CFunctions);
-        // Back to this file's own numbering (C has no "#line default"): the directive names the next line.
-        var next = sb.ToString().Count(c => c == '\n') + 2;
-        sb.AppendLine($"#line {next} \"{BpfFileName(model)}\"");
-        foreach (var c in model.Checks)
-        {
-            sb.AppendLine();
-            sb.AppendLine($"SEC(\"syscall\")");
-            sb.AppendLine($"int test_{c.Name}(struct extfuse_check_test *ctx)");
-            sb.AppendLine("{");
-            sb.AppendLine("\tstruct extfuse_check_req req = ctx->req; /* the checks read a stack copy */");
-            sb.AppendLine($"\tctx->result = {c.CFunction}(&req);");
-            sb.AppendLine("\treturn 0;");
-            sb.AppendLine("}");
-        }
-        sb.AppendLine();
-        sb.AppendLine("char LICENSE[] SEC(\"license\") = \"GPL\";");
-        return sb.ToString();
-    }
+    internal static string BpfFileName(FileSystemModel model) => BpfEmitter.FileName(model);
+    internal static string EmitC(FileSystemModel model) => BpfEmitter.Stock(model);
+    internal static string EmitExtFuseC(FileSystemModel model) => BpfEmitter.ExtFuse(model);
 
     /// <summary>The C travels in the assembly; bpf-runtime's ExtractBpfSources writes it out after CoreCompile.</summary>
     private static string EmitCarrier(FileSystemModel model) =>
         "// <auto-generated/> by ExtFuse.Generator: the BPF C of " + model.FullName + ".\n" +
-        $"[assembly: global::ExtFuse.Declarative.BpfSource(\"{BpfFileName(model)}\", {Literal(EmitC(model))})]\n";
+        $"[assembly: global::ExtFuse.Declarative.BpfSource(\"{BpfEmitter.FileName(model)}\", {Literal(EmitC(model))})]\n" +
+        $"[assembly: global::ExtFuse.Declarative.BpfSource(\"{BpfEmitter.ExtFuseFileName(model)}\", {Literal(EmitExtFuseC(model))})]\n";
 
     private static string Literal(string s)
     {

@@ -48,13 +48,26 @@ internal sealed record DiagnosticInfo(string Id, string FilePath, TextSpan Span,
 /// <summary>A [Check] method: its name, the operations it applies to, and its C function name.</summary>
 internal sealed record CheckModel(string Name, uint Ops, string CFunction);
 
+/// <summary>A [FastPath] method: the one operation it serves and its C function name.</summary>
+internal sealed record FastPathModel(string Name, uint Op, string CFunction);
+
+/// <summary>A KernelMap field: a BPF hash map of the same name, and the C# and C types of key and value.</summary>
+internal sealed record MapModel(string Name, string KeyType, string ValueType, string KeyCType, string ValueCType, int MaxEntries);
+
+/// <summary>A [Deny], [Hide] or [Passthrough] rule (Uid/Gid -1: any; Glob null: every path).</summary>
+internal sealed record PathRuleModel(string Kind, uint Ops, string? Glob, long Uid, long Gid, string? Comm, int Errno);
+
 /// <summary>A generated override of a cache timeout property.</summary>
 internal sealed record TimeoutModel(string Property, double Seconds);
 
 /// <summary>Everything the generator emits for one [FileSystem] class; strings and numbers only.</summary>
 internal sealed record FileSystemModel(
     string Namespace, string ClassName, string FullName, bool IsRawFileSystem,
-    EquatableArray<CheckModel> Checks, EquatableArray<TimeoutModel> Timeouts, string CFunctions, EquatableArray<DiagnosticInfo> Diagnostics)
+    EquatableArray<CheckModel> Checks, EquatableArray<FastPathModel> FastPaths, EquatableArray<MapModel> Maps,
+    EquatableArray<PathRuleModel> PathRules, EquatableArray<TimeoutModel> Timeouts, ulong InitFlags,
+    string CStructs, string CFunctions, EquatableArray<DiagnosticInfo> Diagnostics)
 {
     public bool FailedClosed => Diagnostics.Count > 0;
+    /// <summary>Whether the class has anything for the kernel, and so a .bpf.o.</summary>
+    public bool HasBpf => Checks.Count > 0 || FastPaths.Count > 0 || Maps.Count > 0 || PathRules.Any(r => r.Kind == "Deny");
 }

@@ -41,8 +41,10 @@ public static class Program
               output directory) into the kernel verifier, each on its own, and print
               one line per program: accepted with its instruction count and the
               instructions the verifier walked, or rejected with the verifier's reason
-              and the C# line it stopped at. Exit status 0 when all are accepted, 1
-              when not. Needs root (CAP_BPF) on most kernels.
+              and the C# line it stopped at, or skipped when this kernel cannot load
+              its type at all (ExtFUSE programs; LSM where the kernel refuses it).
+              Exit status 0 when none is rejected, 1 when one is. Needs root (CAP_BPF)
+              on most kernels.
 
           extfuse caps
               Probe what the running kernel can do for the fast path, each by trying
@@ -299,6 +301,8 @@ public static class Program
                 var where = $"{Path.GetFileName(v.Object)} {v.Program} ({v.Section})";
                 if (v.Accepted)
                     Console.Out.WriteLine($"accepted  {where}: {v.Instructions} insns, verifier processed {v.Processed}");
+                else if (v.Skipped)
+                    Console.Out.WriteLine($"skipped   {where}: {v.Reason}");
                 else
                 {
                     rejected++;

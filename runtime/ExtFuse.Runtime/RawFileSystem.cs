@@ -78,6 +78,22 @@ public abstract class RawFileSystem
     /// </summary>
     public virtual IReadOnlyList<ExtFuse.Declarative.CheckRule> Rules => [];
 
+    /// <summary>[FastPath] handlers the session runs before the handler of their operation.</summary>
+    public virtual IReadOnlyList<ExtFuse.Declarative.FastPathRule> FastPaths => [];
+
+    /// <summary>[Deny], [Hide] and [Passthrough] rules; path conditions need <see cref="PathOf"/>.</summary>
+    public virtual IReadOnlyList<ExtFuse.Declarative.PathRule> PathRules => [];
+
+    /// <summary>The path rules, globs compiled (once).</summary>
+    public ExtFuse.Declarative.PathRuleSet PathRuleSet => _pathRuleSet ??= PathRules.Count == 0 ? ExtFuse.Declarative.PathRuleSet.Empty : new(PathRules);
+    private ExtFuse.Declarative.PathRuleSet? _pathRuleSet;
+
+    /// <summary>INIT capabilities the rules need; the session asks for those the kernel offers.</summary>
+    public virtual InitFlags RuleInitFlags => 0;
+
+    /// <summary>The path of a node below the mount's root ("" for the root, no leading '/'), or null when unknown.</summary>
+    public virtual string? PathOf(ulong nodeId) => null;
+
     /// <summary>Which operations this file system overrides; INIT capabilities are derived from it.</summary>
     public virtual bool Implements(string method) => ImplementedMethods.Contains(method);
 

@@ -12,16 +12,25 @@ namespace ExtFuse.Samples.Stack;
 /// path strings, so renames under it stay correct.
 /// Running as root with allow_other, files are created with the caller's uid/gid (setfsuid).
 /// </summary>
-public sealed class StackFileSystem : NodeFileSystem
+public class StackFileSystem : NodeFileSystem
 {
     private readonly SourceTree _tree;
 
-    private StackFileSystem(StackNode root, SourceTree tree) : base(root) => _tree = tree;
+    private StackFileSystem((StackNode Root, SourceTree Tree, string Source) opened) : base(opened.Root)
+    {
+        _tree = opened.Tree;
+        Source = opened.Source;
+    }
+
+    /// <summary>Opens <paramref name="source"/> and builds the file system over it (for [FileSystem] classes built on StackFs).</summary>
+    protected StackFileSystem(string source, int? pinnedLimit = null) : this(OpenSource(source, pinnedLimit)) { }
 
     /// <summary>Opens <paramref name="source"/> and builds the file system over it.</summary>
     /// <param name="pinnedLimit">How many nodes may hold an O_PATH descriptor (default: a quarter of the
     /// descriptor limit, shared by the process); the rest are reached by file handle. See <see cref="SourceTree"/>.</param>
-    public static unsafe StackFileSystem Open(string source, int? pinnedLimit = null)
+    public static StackFileSystem Open(string source, int? pinnedLimit = null) => new(OpenSource(source, pinnedLimit));
+
+    private static unsafe (StackNode, SourceTree, string) OpenSource(string source, int? pinnedLimit)
     {
         RaiseDescriptorLimit();
         var full = Path.GetFullPath(source);
@@ -32,10 +41,10 @@ public sealed class StackFileSystem : NodeFileSystem
         if (fd < 0) throw new FuseException($"cannot open source directory {full}: {Errno.Describe(-fd)}", -fd);
         if (FStat(fd, out var st) is var err and < 0) { Close(fd); throw new FuseException($"cannot stat {full}: {Errno.Describe(-err)}", -err); }
         var tree = SourceTree.Create(fd, st.Dev, pinnedLimit);
-        return new StackFileSystem(new StackNode(fd, null, st, tree, counted: false), tree) { Source = full };
+        return (new StackNode(fd, null, st, tree, counted: false), tree, full);
     }
 
-    public string Source { get; private init; } = "";
+    public string Source { get; }
 
     /// <summary>How many nodes may hold a descriptor; int.MaxValue when file handles are not available (no CAP_DAC_READ_SEARCH).</summary>
     public int PinnedLimit => _tree.PinnedLimit;
@@ -510,6 +519,7 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
 internal sealed class StackFile(int fd) : FileHandle
 {
     public int Fd { get; } = fd;
+    public override int BackingFd => Fd;
 
     public override int Read(OpContext ctx, long offset, Span<byte> buffer, out int read)
     {

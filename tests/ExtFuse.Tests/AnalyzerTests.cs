@@ -56,6 +56,8 @@ public class AnalyzerTests
         { "EXTF0007", "return Again(1);", "return Once(1);", "static int Again(int x) => {|#0:Again(x)|}; static int Once(int x) => x + 1;" },
         { "EXTF0008", "return {|#0:System.Math.Max(1, 2)|};", "return Max(1, 2);", "static int Max(int a, int b) => a > b ? a : b;" },
         { "EXTF0009", "return {|#0:(int)req.Uid / (int)req.Gid|};", "return (int)req.Uid / 4;", "" },
+        { "EXTF0020", "var b = new Buf(); return {|#0:b[(int)req.Uid]|};", "var b = new Buf(); var s = 0; for (var i = 0; i < 4; i++) s += b[i]; return s + b[3];",
+          "[System.Runtime.CompilerServices.InlineArray(4)] struct Buf { private byte _e; }" },
     };
 
     [Theory, MemberData(nameof(Cases))]
@@ -142,5 +144,42 @@ public class AnalyzerTests
                 public static int Anything() { while (true) { } }
             }
             """);
+    }
+
+    /// <summary>Class-level rules: (id, failing class, passing class); the failing span is marked {|#0:...|}.</summary>
+    public static TheoryData<string, string, string> ClassCases => new()
+    {
+        { "EXTF0015", "struct V { public byte A; public uint B; } static readonly KernelMap<uint, V> {|#0:M = new(8)|};",
+                      "struct V { public byte A; public byte Pad0, Pad1, Pad2; public uint B; } static readonly KernelMap<uint, V> M = new(8);" },
+        { "EXTF0016", "static KernelMap<uint, uint> {|#0:M|} = new(8);", "static readonly KernelMap<uint, uint> M = new(8);" },
+        { "EXTF0017", "[{|#0:Deny(FuseOps.Open, Path = \"src/**x\")|}]", "[Deny(FuseOps.Open, Path = \"src/**\")]" },
+        { "EXTF0018", "[{|#0:Deny(FuseOps.GetAttr, Uid = 1000)|}]", "[Deny(FuseOps.Open, Uid = 1000)]" },
+        { "EXTF0019", "[FastPath(FuseOps.GetAttr)] static int A(in CheckRequest r, ref FuseAttrOut o) => FastPath.Continue; [FastPath(FuseOps.GetAttr)] static int {|#0:B|}(in CheckRequest r, ref FuseAttrOut o) => 0;",
+                      "[FastPath(FuseOps.GetAttr)] static int A(in CheckRequest r, ref FuseAttrOut o) => FastPath.Continue;" },
+    };
+
+    private static string Tree(string part) => part.TrimStart().StartsWith("[{|") || part.TrimStart().StartsWith("[Deny")
+        ? $$"""
+            using ExtFuse.Declarative;
+            using ExtFuse.Protocol;
+            [FileSystem]
+            {{part}}
+            public partial class Tree() : ExtFuse.Nodes.NodeFileSystem(null!) { }
+            """
+        : $$"""
+            using ExtFuse.Declarative;
+            using ExtFuse.Protocol;
+            [FileSystem]
+            public partial class Tree() : ExtFuse.Nodes.NodeFileSystem(null!)
+            {
+                {{part}}
+            }
+            """;
+
+    [Theory, MemberData(nameof(ClassCases))]
+    public async Task Each_class_level_diagnostic_fails_its_bad_case_and_passes_its_good_one(string id, string bad, string good)
+    {
+        await Verify(Tree(bad), Error(id));
+        await Verify(Tree(good));
     }
 }

@@ -63,7 +63,9 @@ public class GeneratorTests
     private static CSharpCompilation Compile(params string[] sources) => CSharpCompilation.Create("Sample",
         sources.Select(s => CSharpSyntaxTree.ParseText(s, Parse, path: "/src/Sample.cs")),
         [.. ((string)AppContext.GetData("TRUSTED_PLATFORM_ASSEMBLIES")!).Split(':').Select(p => MetadataReference.CreateFromFile(p)),
-         MetadataReference.CreateFromFile(typeof(CheckRequest).Assembly.Location)],
+         MetadataReference.CreateFromFile(typeof(CheckRequest).Assembly.Location),
+         MetadataReference.CreateFromFile(typeof(ExtFuse.Bpf.BpfObject).Assembly.Location),
+         MetadataReference.CreateFromFile(typeof(ExtFuse.Samples.Stack.StackFileSystem).Assembly.Location)],
         new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary));
 
     private static (GeneratorDriver Driver, GeneratorDriverRunResult Result, Compilation Output) Run(Compilation compilation, GeneratorDriver? driver = null)
@@ -100,6 +102,21 @@ public class GeneratorTests
         AssertGolden("AccessRules.Rules.g.cs", sources.Single(s => s.HintName.EndsWith(".Rules.g.cs")).SourceText.ToString());
         AssertGolden("AccessRules.bpf.c", FileSystemGenerator.EmitC(Model(Compile(AccessRules), "AccessRules")));
         Assert.Contains(sources, s => s.HintName.EndsWith(".Bpf.g.cs"));
+    }
+
+    [Fact]
+    public void Every_kind_of_rule_matches_the_golden_files()
+    {
+        // The ShieldFs sample: caches, passthrough, deny, hide, checks over a KernelMap, a fast path.
+        var source = File.ReadAllText(Path.Combine(Repo.Root, "samples", "ShieldFs", "ShieldFileSystem.cs"));
+        var compilation = Compile(source);
+        var (_, result, output) = Run(compilation);
+        Assert.Empty(output.GetDiagnostics().Where(d => d.Severity == DiagnosticSeverity.Error));
+        var model = Model(compilation, "ShieldFileSystem");
+        Assert.Empty(model.Diagnostics);
+        AssertGolden("Shield.Rules.g.cs", result.Results.Single().GeneratedSources.Single(s => s.HintName.EndsWith(".Rules.g.cs")).SourceText.ToString());
+        AssertGolden("Shield.bpf.c", FileSystemGenerator.EmitC(model));
+        AssertGolden("Shield.extfuse.bpf.c", FileSystemGenerator.EmitExtFuseC(model));
     }
 
     [Fact]

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using ExtFuse.Protocol;
 
 namespace ExtFuse.Declarative;
 
@@ -65,6 +66,77 @@ public delegate int CheckFunction(in CheckRequest request);
 
 /// <summary>A [Check] method as the generator lists it for the dispatcher and for differential tests.</summary>
 public sealed record CheckRule(string Name, FuseOps Ops, CheckFunction Check);
+
+/// <summary>
+/// A per-opcode fast-path handler in the same BPF subset (ExtFUSE style): on an ExtFUSE kernel it
+/// runs as the <c>extfuse/&lt;opcode&gt;</c> program before the request is queued; elsewhere its
+/// managed twin runs in the dispatcher before the handler. GetAttr is the operation it can serve:
+/// <c>static int Name(in CheckRequest req, ref FuseAttrOut reply)</c>, returning
+/// <see cref="FastPath.Served"/> with the reply filled, a positive errno, or
+/// <see cref="FastPath.Continue"/> to send the request on to the daemon's handler.
+/// </summary>
+[AttributeUsage(AttributeTargets.Method, Inherited = false)]
+public sealed class FastPathAttribute(FuseOps op) : Attribute
+{
+    public FuseOps Op { get; } = op;
+}
+
+/// <summary>What a [FastPath] method returns besides a positive errno (ExtFUSE's values).</summary>
+public static class FastPath
+{
+    /// <summary>The reply is filled: answer the request with it.</summary>
+    public const int Served = 0;
+    /// <summary>Not handled here: the daemon's handler answers (ExtFUSE's -ENOSYS).</summary>
+    public const int Continue = -38;
+}
+
+public delegate int FastPathFunction(in CheckRequest request, ref FuseAttrOut reply);
+
+/// <summary>A [FastPath] method as the generator lists it for the dispatcher and for differential tests.</summary>
+public sealed record FastPathRule(string Name, FuseOps Op, FastPathFunction Handle);
+
+/// <summary>
+/// Refuses operations with an errno (EACCES unless Errno says otherwise): on paths matching
+/// <see cref="Path"/> (a <see cref="Glob"/>; every path when unset), and only for callers matching
+/// every condition that is set (Uid, Gid, Comm). Rules that depend on the caller cannot apply to
+/// Lookup or GetAttr of a file system whose kernel caches those answers for every caller.
+/// </summary>
+[AttributeUsage(AttributeTargets.Class, Inherited = false, AllowMultiple = true)]
+public sealed class DenyAttribute(FuseOps ops) : Attribute
+{
+    public FuseOps Ops { get; } = ops;
+    public string? Path { get; set; }
+    /// <summary>Only this caller uid (-1: any).</summary>
+    public long Uid { get; set; } = -1;
+    /// <summary>Only this caller gid (-1: any).</summary>
+    public long Gid { get; set; } = -1;
+    /// <summary>Only processes of this name (the kernel's comm, at most 15 bytes).</summary>
+    public string? Comm { get; set; }
+    public int Errno { get; set; } = 13;
+}
+
+/// <summary>Names matching the glob do not exist for anyone: LOOKUP answers ENOENT, listings omit them, creating them is EACCES.</summary>
+[AttributeUsage(AttributeTargets.Class, Inherited = false, AllowMultiple = true)]
+public sealed class HideAttribute(string path) : Attribute
+{
+    public string Path { get; } = path;
+}
+
+/// <summary>
+/// Reads and writes of regular files matching the glob (every file when unset) are served by the
+/// kernel from the backing file (FUSE passthrough), where the kernel and privileges allow it.
+/// The file handle provides the backing file (<see cref="ExtFuse.Nodes.FileHandle.BackingFd"/>).
+/// </summary>
+[AttributeUsage(AttributeTargets.Class, Inherited = false)]
+public sealed class PassthroughAttribute : Attribute
+{
+    public string? Path { get; set; }
+}
+
+public enum PathRuleKind { Deny, Hide, Passthrough }
+
+/// <summary>A [Deny], [Hide] or [Passthrough] rule as the generator lists it (Uid/Gid -1: any).</summary>
+public sealed record PathRule(PathRuleKind Kind, FuseOps Ops, string? Path, long Uid = -1, long Gid = -1, string? Comm = null, int Errno = 13);
 
 /// <summary>BPF C emitted by the generator, carried in the assembly until the build extracts and compiles it.</summary>
 [AttributeUsage(AttributeTargets.Assembly, AllowMultiple = true)]

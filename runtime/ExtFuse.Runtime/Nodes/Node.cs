@@ -50,6 +50,9 @@ public abstract class Node
 /// <summary>An open file or directory. Override what the handle supports; the rest answers ENOSYS.</summary>
 public abstract class FileHandle
 {
+    /// <summary>The open file the kernel can serve reads and writes from directly ([Passthrough]), or -1.</summary>
+    public virtual int BackingFd => -1;
+
     public virtual int Read(OpContext ctx, long offset, Span<byte> buffer, out int read) { read = 0; return Errno.ENOSYS; }
     public virtual int Write(OpContext ctx, long offset, ReadOnlySpan<byte> data, out int written) { written = 0; return Errno.ENOSYS; }
     /// <summary>close(2) of one descriptor (there may be several per handle).</summary>

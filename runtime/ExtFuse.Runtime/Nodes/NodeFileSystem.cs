@@ -110,6 +110,13 @@ public class NodeFileSystem : RawFileSystem
         }
     }
 
+    /// <summary>The node's path below the root as UTF-8 text ("" for the root), for the path rules.</summary>
+    public override string? PathOf(ulong nodeId)
+    {
+        if (Get(nodeId) is not { } node || PathOf(node) is not { } path) return null;
+        return Encoding.UTF8.GetString(Encoding.Latin1.GetBytes(path))[1..];
+    }
+
     public override void Forget(ulong nodeId, ulong nlookup)
     {
         Node? gone = null;
@@ -283,7 +290,9 @@ public class NodeFileSystem : RawFileSystem
         if (!Resolve<INodeCreate>(r, parent, out var p, out var op)) return;
         if (Fail(r, op.Create(new OpContext(r), name, c.Flags, c.Mode, out var child, out var attr, out var handle, out var flags))) return;
         var node = Register(p, name, child);
-        r.ReplyCreate(EntryFor(node, attr), new FuseOpenOut { Fh = AddHandle(handle), OpenFlags = flags });
+        var open = new FuseOpenOut { Fh = AddHandle(handle), OpenFlags = flags };
+        Passthrough(r, node, handle, ref open);
+        r.ReplyCreate(EntryFor(node, attr), open);
     }
 
     public override void TmpFile(FuseRequest r, ulong parent, in FuseCreateIn c)
@@ -296,9 +305,61 @@ public class NodeFileSystem : RawFileSystem
 
     public override void Open(FuseRequest r, ulong nodeId, in FuseOpenIn o)
     {
-        if (!Resolve<INodeOpen>(r, nodeId, out _, out var op)) return;
-        if (!Fail(r, op.Open(new OpContext(r), o.Flags, out var handle, out var flags)))
-            r.ReplyOpen(new FuseOpenOut { Fh = AddHandle(handle), OpenFlags = flags });
+        if (!Resolve<INodeOpen>(r, nodeId, out var node, out var op)) return;
+        if (Fail(r, op.Open(new OpContext(r), o.Flags, out var handle, out var flags))) return;
+        var open = new FuseOpenOut { Fh = AddHandle(handle), OpenFlags = flags };
+        Passthrough(r, node, handle, ref open);
+        r.ReplyOpen(open);
+    }
+
+    // ---- [Passthrough]: one backing id per inode, dropped when its last open is released ----
+
+    private readonly Dictionary<Node, (int Id, int Opens)> _backing = [];
+    private readonly Dictionary<FileHandle, Node> _backed = [];
+    private int _passthroughRefused;
+
+    /// <summary>Number of inodes whose reads and writes the kernel serves from a backing file now.</summary>
+    public int BackedInodes { get { lock (_backing) return _backing.Count; } }
+
+    private void Passthrough(FuseRequest r, Node node, FileHandle handle, ref FuseOpenOut open)
+    {
+        var rules = PathRuleSet;
+        if (!rules.HasPassthrough || handle.BackingFd < 0 || r.Session is not { } session
+            || !session.Connection.Has(InitFlags.Passthrough) || !rules.IsPassthrough(PathOf(node.NodeId))) return;
+        lock (_backing)
+        {
+            if (!_backing.TryGetValue(node, out var b))
+            {
+                // One backing file serves every open of the inode (the kernel allows one), so it
+                // is opened for reading and writing when the daemon may; the kernel keeps its own reference.
+                var wide = Libc.Open($"/proc/self/fd/{handle.BackingFd}", Libc.O_RDWR | Libc.O_CLOEXEC);
+                var id = session.OpenBacking(wide >= 0 ? wide : handle.BackingFd);
+                if (wide >= 0) Libc.Close(wide);
+                if (id < 0)
+                {
+                    // Without CAP_SYS_ADMIN (or with a file the kernel cannot stack on) the daemon serves the data.
+                    if (Interlocked.Exchange(ref _passthroughRefused, 1) == 0)
+                        session.Log.PassthroughRefused(-id);
+                    return;
+                }
+                b = (id, 0);
+            }
+            _backing[node] = (b.Id, b.Opens + 1);
+            _backed[handle] = node;
+            open.OpenFlags = (open.OpenFlags | OpenReplyFlags.Passthrough) & ~(OpenReplyFlags.DirectIo | OpenReplyFlags.ParallelDirectWrites);
+            open.BackingId = b.Id;
+        }
+    }
+
+    private void ReleaseBacking(FuseRequest r, FileHandle h)
+    {
+        lock (_backing)
+        {
+            if (!_backed.Remove(h, out var node) || !_backing.TryGetValue(node, out var b)) return;
+            if (b.Opens > 1) { _backing[node] = (b.Id, b.Opens - 1); return; }
+            _backing.Remove(node);
+            r.Session?.CloseBacking(b.Id);
+        }
     }
 
     public override void OpenDir(FuseRequest r, ulong nodeId, in FuseOpenIn o)
@@ -342,6 +403,7 @@ public class NodeFileSystem : RawFileSystem
     {
         FileHandle? h;
         lock (_table) _handles.Remove(fh, out h);
+        if (h is not null && _backed.Count > 0) ReleaseBacking(r, h);
         h?.Release();
         r.ReplyOk();
     }
@@ -423,17 +485,19 @@ public class NodeFileSystem : RawFileSystem
         var dir = Get(nodeId);
         if (dir is null) { r.ReplyError(Errno.ENOENT); return; }
         if (!HandleFor(r, read.Fh, out var h)) return;
-        var sink = new ListingSink(this, r, dir, read.Size, plus);
+        var sink = new ListingSink(this, r, dir, read.Size, plus, PathRuleSet.HasHide ? PathOf(nodeId) ?? "" : null);
         if (!Fail(r, h.ReadDir(new OpContext(r), (long)read.Offset, sink))) r.ReplyBuffer(sink.Length);
     }
 
     /// <summary>Writes entries into the request's reply buffer; for READDIRPLUS it looks each one up (a lookup reference per entry).</summary>
-    private sealed class ListingSink(NodeFileSystem fs, FuseRequest r, Node dir, uint size, bool plus) : DirEntrySink
+    private sealed class ListingSink(NodeFileSystem fs, FuseRequest r, Node dir, uint size, bool plus, string? hidingUnder) : DirEntrySink
     {
         public int Length;
 
         public override bool Add(ReadOnlySpan<byte> name, ulong ino, uint mode, long nextOffset)
         {
+            // [Hide]: the entry is skipped, and the listing goes on past it.
+            if (hidingUnder is not null && fs.PathRuleSet.IsHidden(ExtFuse.Declarative.PathRuleSet.Join(hidingUnder, name))) return true;
             var rest = r.GetReplyBuffer((int)size)[Length..];
             if (DirectoryListing.RecordSize(name.Length, plus) > rest.Length) return false;
             if (!plus)

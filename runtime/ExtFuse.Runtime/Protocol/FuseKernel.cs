@@ -16,6 +16,8 @@ public static class FuseConstants
     public const int MinReadBuffer = 8192;
     public const int CompatEntryOutSize = 120, CompatAttrOutSize = 96, CompatStatfsSize = 48, CompatWriteInSize = 24,
         CompatMknodInSize = 8, CompatSetxattrInSize = 8;
+    /// <summary>FILESYSTEM_MAX_STACK_DEPTH: how deep a passthrough backing file's own stack may be, plus one.</summary>
+    public const uint MaxStackDepth = 2;
     /// <summary>_IOR(229, 0, uint32_t)</summary>
     public const uint DevIocClone = 0x8004E500;
     /// <summary>_IOW(229, 1, struct fuse_backing_map)</summary>

@@ -26,6 +26,8 @@ public sealed class FuseRequest
     internal FuseRequest(FuseSession? session) => _session = session;
 
     internal IFuseChannel Channel { get; set; } = null!;
+    /// <summary>The session serving this request (null for requests replayed in tests).</summary>
+    public FuseSession? Session => _session;
     public ulong Unique { get; private set; }
     public FuseOpcode Opcode { get; private set; }
     public ulong NodeId { get; private set; }

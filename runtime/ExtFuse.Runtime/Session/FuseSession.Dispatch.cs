@@ -71,6 +71,7 @@ public sealed partial class FuseSession
             case FuseOpcode.GetAttr:
             {
                 ref readonly var a = ref Arg<FuseGetattrIn>(body);
+                if (_fastGetAttr is { } fast && ServedFast(r, fast, node)) break;
                 fs.GetAttr(r, node, (a.GetattrFlags & FuseFlags.GetattrFh) != 0 ? a.Fh : null);
                 break;
             }
@@ -248,8 +249,74 @@ public sealed partial class FuseSession
             r.ReplyError(err);
             return true;
         }
+        if ((ops & (_paths.DenyOps | HideOps)) != 0 && PathDenied(r, op, ops, node, body) is var (errno, kind) && errno != 0)
+        {
+            Log.RuleDenied(kind, op, r.Unique, r.Uid, errno);
+            r.ReplyError(errno);
+            return true;
+        }
         return false;
     }
+
+    /// <summary>Operations that name a child: a hidden name cannot be looked up or made.</summary>
+    private const ExtFuse.Declarative.FuseOps HideOps = ExtFuse.Declarative.FuseOps.Lookup | ExtFuse.Declarative.FuseOps.Create
+        | ExtFuse.Declarative.FuseOps.MkDir | ExtFuse.Declarative.FuseOps.MkNod | ExtFuse.Declarative.FuseOps.Symlink
+        | ExtFuse.Declarative.FuseOps.Link | ExtFuse.Declarative.FuseOps.Rename;
+
+    /// <summary>
+    /// [Hide] and [Deny] on paths: the path of the node, or of the name the operation makes or
+    /// removes (both names of a rename). Decided here, where every such request arrives, never
+    /// from a LOOKUP the kernel may have cached for another caller.
+    /// </summary>
+    private (int Errno, string Rule) PathDenied(FuseRequest r, FuseOpcode op, ExtFuse.Declarative.FuseOps ops, ulong node, ReadOnlySpan<byte> body)
+    {
+        ReadOnlySpan<byte> name = default, newName = default;
+        ulong newParent = 0;
+        switch (op)
+        {
+            case FuseOpcode.Lookup or FuseOpcode.Unlink or FuseOpcode.RmDir or FuseOpcode.Symlink: name = Name(body); break;
+            case FuseOpcode.Create: name = Name(After<FuseCreateIn>(body)); break;
+            case FuseOpcode.MkDir: name = Name(After<FuseMkdirIn>(body)); break;
+            case FuseOpcode.MkNod: name = Name(After<FuseMknodIn>(body)); break;
+            case FuseOpcode.Link: name = Name(After<FuseLinkIn>(body)); break;
+            case FuseOpcode.Rename or FuseOpcode.Rename2:
+            {
+                var names = op == FuseOpcode.Rename ? After<FuseRenameIn>(body) : After<FuseRename2In>(body);
+                name = Name(names);
+                newName = Name(names[(name.Length + 1)..]);
+                newParent = op == FuseOpcode.Rename ? Arg<FuseRenameIn>(body).NewDir : Arg<FuseRename2In>(body).NewDir;
+                break;
+            }
+        }
+        var here = _fs.PathOf(node);
+        var path = name.IsEmpty ? here : ExtFuse.Declarative.PathRuleSet.Join(here, name);
+        var target = newParent == 0 ? null : ExtFuse.Declarative.PathRuleSet.Join(_fs.PathOf(newParent), newName);
+        if ((ops & HideOps) != 0 && _paths.IsHidden(op == FuseOpcode.Rename || op == FuseOpcode.Rename2 ? target : path))
+            return (op == FuseOpcode.Lookup ? Errno.ENOENT : Errno.EACCES, "[Hide]");
+        string? comm = null;
+        var pid = r.Pid;
+        string? Comm() => comm ??= ExtFuse.Declarative.PathRuleSet.CommOf(pid);
+        var errno = _paths.Denied(ops, path, r.Uid, r.Gid, Comm);
+        if (errno == 0 && target is not null) errno = _paths.Denied(ops, target, r.Uid, r.Gid, Comm);
+        return (errno, "[Deny]");
+    }
+
+    /// <summary>Runs the [FastPath] twin for GETATTR: true when it answered (served or refused).</summary>
+    private bool ServedFast(FuseRequest r, ExtFuse.Declarative.FastPathRule fast, ulong node)
+    {
+        var req = new ExtFuse.Declarative.CheckRequest { Opcode = (uint)FuseOpcode.GetAttr, Uid = r.Uid, Gid = r.Gid, Pid = r.Pid, NodeId = node };
+        var reply = default(FuseAttrOut);
+        var result = fast.Handle(in req, ref reply);
+        if (result == ExtFuse.Declarative.FastPath.Continue) return false;
+        Interlocked.Increment(ref _fastPathServed);
+        if (result == ExtFuse.Declarative.FastPath.Served) r.ReplyAttr(reply);
+        else r.ReplyError(result > 0 ? result : Errno.EIO);
+        return true;
+    }
+
+    /// <summary>Requests a [FastPath] twin answered without the handler.</summary>
+    public long FastPathServed => Interlocked.Read(ref _fastPathServed);
+    private long _fastPathServed;
 
     private static ref readonly T Arg<T>(ReadOnlySpan<byte> body) where T : unmanaged
     {
@@ -309,6 +376,7 @@ public sealed partial class FuseSession
         c.Flags = WantedFlags() & kernelFlags;
         _fs.Init(c);
         c.Flags &= kernelFlags;
+        if ((c.Flags & InitFlags.WritebackCache) != 0) c.Flags &= ~InitFlags.Passthrough;
 
         var flags = (ulong)c.Flags;
         var reply = new FuseInitOut
@@ -323,6 +391,9 @@ public sealed partial class FuseSession
             MaxWrite = c.MaxWrite,
             TimeGran = c.TimeGranularity,
             MaxPages = c.MaxPages,
+            // Backing files may themselves be stacked once (overlayfs, another FUSE); the kernel
+            // turns passthrough on only with a depth, and never together with writeback caching.
+            MaxStackDepth = (c.Flags & InitFlags.Passthrough) != 0 ? FuseConstants.MaxStackDepth : 0,
         };
         r.Reply(reply);
         Log.Negotiated(c.ProtocolMajor, c.ProtocolMinor, c.MaxWrite, c.MaxReadahead, c.Flags);
@@ -339,7 +410,7 @@ public sealed partial class FuseSession
     /// <summary>The INIT flags we ask for, derived from the options and from what the file system implements.</summary>
     internal InitFlags WantedFlags()
     {
-        var f = InitFlags.AsyncRead | InitFlags.AtomicOTrunc | InitFlags.BigWrites | InitFlags.ParallelDirops
+        var f = _fs.RuleInitFlags | InitFlags.AsyncRead | InitFlags.AtomicOTrunc | InitFlags.BigWrites | InitFlags.ParallelDirops
               | InitFlags.AutoInvalData | InitFlags.HandleKillprivV2 | InitFlags.CacheSymlinks | InitFlags.MaxPages
               | InitFlags.InitExt | InitFlags.AsyncDio;
         if (_fs.Implements(nameof(RawFileSystem.ReadDirPlus))) f |= InitFlags.DoReaddirplus | InitFlags.ReaddirplusAuto;

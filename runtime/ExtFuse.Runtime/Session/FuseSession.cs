@@ -18,6 +18,8 @@ public sealed partial class FuseSession : IDisposable
     private readonly RawFileSystem _fs;
     private readonly ExtFuse.Declarative.CheckRule[] _rules;
     private readonly ExtFuse.Declarative.FuseOps _ruleOps;
+    private readonly ExtFuse.Declarative.PathRuleSet _paths;
+    private readonly ExtFuse.Declarative.FastPathRule? _fastGetAttr;
     private readonly FuseSessionOptions _options;
     private readonly ConcurrentDictionary<ulong, FuseRequest> _detached = new();
     private readonly List<Reader> _readers = [];
@@ -36,6 +38,10 @@ public sealed partial class FuseSession : IDisposable
         _fs = fs;
         _rules = [.. fs.Rules];
         foreach (var rule in _rules) _ruleOps |= rule.Ops;
+        _paths = fs.PathRuleSet;
+        _ruleOps |= _paths.DenyOps;
+        if (_paths.HasHide) _ruleOps |= HideOps;
+        _fastGetAttr = fs.FastPaths.FirstOrDefault(f => f.Op == ExtFuse.Declarative.FuseOps.GetAttr);
         _options = options ?? new FuseSessionOptions();
         Log = new SessionLog(logger ?? NullLogger.Instance);
     }
@@ -57,6 +63,27 @@ public sealed partial class FuseSession : IDisposable
     public long RequestsOf(FuseOpcode opcode) => Interlocked.Read(ref _requestsByOpcode[OpcodeSlot(opcode)]);
     private readonly long[] _requestsByOpcode = new long[64];
     private static uint OpcodeSlot(FuseOpcode opcode) => Math.Min((uint)opcode, 63u);
+
+    /// <summary>
+    /// Registers a backing file for FUSE passthrough (FUSE_DEV_IOC_BACKING_OPEN): the id to answer
+    /// OPEN or CREATE with, or a negative errno (EPERM without CAP_SYS_ADMIN, EOPNOTSUPP when the
+    /// connection did not negotiate passthrough).
+    /// </summary>
+    public unsafe int OpenBacking(int fd)
+    {
+        if (Mount is null) return -Errno.ENOTCONN;
+        var map = new FuseBackingMap { Fd = fd };
+        var id = Libc.Ioctl(Mount.Fd, FuseConstants.DevIocBackingOpen, &map);
+        return id < 0 ? -Marshal.GetLastPInvokeError() : id;
+    }
+
+    /// <summary>Drops a backing id (FUSE_DEV_IOC_BACKING_CLOSE); files opened with it keep their backing file.</summary>
+    public unsafe void CloseBacking(int id)
+    {
+        if (Mount is null) return;
+        var arg = (uint)id;
+        Libc.Ioctl(Mount.Fd, FuseConstants.DevIocBackingClose, &arg);
+    }
 
     /// <summary>Starts the reader threads on a mounted connection.</summary>
     public void Start(FuseMount mount)

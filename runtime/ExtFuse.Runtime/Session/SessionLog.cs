@@ -45,4 +45,7 @@ internal sealed partial class SessionLog
 
     [LoggerMessage(10, LogLevel.Error, "Destroy() of the file system failed")]
     public partial void DestroyFailed(Exception ex);
+
+    [LoggerMessage(12, LogLevel.Warning, "[Passthrough]: the kernel refused a backing file (errno {Errno}: passthrough needs CAP_SYS_ADMIN and a file system it can stack on); the daemon serves reads and writes")]
+    public partial void PassthroughRefused(int errno);
 }

@@ -11,6 +11,22 @@ partial class AccessRules
         new("KeepSystemFiles", (global::ExtFuse.Declarative.FuseOps)640u, KeepSystemFiles),
     ];
 
-    /// <summary>The BPF object built from this class, next to the assembly.</summary>
+    /// <summary>The [FastPath] methods: the managed twins of the extfuse/&lt;opcode&gt; programs.</summary>
+    public static global::System.Collections.Generic.IReadOnlyList<global::ExtFuse.Declarative.FastPathRule> FastPathRules { get; } =
+    [
+    ];
+
+    /// <summary>The [Deny], [Hide] and [Passthrough] rules; a rule's index is its bit in the kernel's path verdicts.</summary>
+    public static global::System.Collections.Generic.IReadOnlyList<global::ExtFuse.Declarative.PathRule> DeclaredPathRules { get; } =
+    [
+    ];
+
+    /// <summary>The BPF objects built from this class, next to the assembly: stock kernels, and ExtFUSE kernels.</summary>
     public const string BpfObject = "Sample.AccessRules.bpf.o";
+    public const string ExtFuseBpfObject = "Sample.AccessRules.extfuse.bpf.o";
+
+    /// <summary>Routes each KernelMap field to the map of the same name in a loaded object, with key and value sizes checked.</summary>
+    public static void BindKernelMaps(global::ExtFuse.Bpf.BpfObject loaded)
+    {
+    }
 }

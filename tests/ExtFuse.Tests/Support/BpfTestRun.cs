@@ -12,6 +12,8 @@ public sealed class BpfTestRun : IDisposable
     public BpfTestRun(string objectPath)
     {
         _obj = BpfObject.Open(objectPath);
+        // Only the syscall wrappers: LSM programs need a kernel with BPF LSM (the kernel lab).
+        foreach (var p in _obj.Programs) p.Autoload = p.Section == "syscall";
         _obj.Load();
     }
 
@@ -38,6 +40,9 @@ public sealed class BpfTestRun : IDisposable
         public int Result;
         public uint Padding;
     }
+
+    /// <summary>A map of the loaded object, typed (sizes checked against the kernel's).</summary>
+    public BpfMap<TKey, TValue> Map<TKey, TValue>(string name) where TKey : unmanaged where TValue : unmanaged => _obj.Map<TKey, TValue>(name);
 
     public void Dispose() => _obj.Dispose();
 }

@@ -7,7 +7,7 @@ namespace ExtFuse.Generator;
 
 /// <summary>
 /// Reports, in the IDE and at build, every rule of a [FileSystem] class that cannot become
-/// verifiable BPF (EXTF0001-EXTF0012), at the offending C# span. It is compiled into the
+/// verifiable BPF (EXTF0001-EXTF0020), at the offending C# span. It is compiled into the
 /// generator's assembly, so one analyzer reference brings both, and shares its parser: what it
 /// reports is exactly what makes the generator refuse to emit.
 /// </summary>

@@ -36,10 +36,15 @@ public class GeneratorTests
                 return 0;
             }
 
+            [System.Runtime.CompilerServices.InlineArray(4)]
+            private struct Uids { private uint _uid; }
+
             private static bool IsTrusted(uint uid)
             {
+                var trusted = new Uids();
+                for (var i = 0; i < 4; i++) trusted[i] = 1000 + (uint)i;
                 for (var i = 0; i < 4; i++)
-                    if (uid == 1000 + (uint)i) return true;
+                    if (uid == trusted[i]) return true;
                 return false;
             }
 

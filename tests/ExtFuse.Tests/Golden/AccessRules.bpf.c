@@ -21,6 +21,13 @@ _Static_assert(__builtin_offsetof(struct CheckRequest, NodeId) == 16, "CheckRequ
 _Static_assert(__builtin_offsetof(struct CheckRequest, Flags) == 24, "CheckRequest.Flags is at 24 in .NET");
 _Static_assert(__builtin_offsetof(struct CheckRequest, Mode) == 28, "CheckRequest.Mode is at 28 in .NET");
 
+/* Sample.AccessRules.Uids */
+struct Uids {
+	__u32 _uid[4];
+};
+_Static_assert(sizeof(struct Uids) == 16, "Uids is 16 bytes in .NET");
+_Static_assert(__builtin_offsetof(struct Uids, _uid) == 0, "Uids._uid is at 0 in .NET");
+
 /* BPF_PROG_TEST_RUN contexts of the syscall wrappers: inputs in, the verdict out. */
 struct extfuse_check_test {
 	struct CheckRequest req;
@@ -34,16 +41,22 @@ struct extfuse_rules_test {
 	__u64 paths;
 	char comm[16];
 };
-#line 20 "/src/Sample.cs"
+#line 23 "/src/Sample.cs"
 static __always_inline __u8 AccessRules_IsTrusted(__u32 v_uid)
 {
-#line 22 "/src/Sample.cs"
+#line 25 "/src/Sample.cs"
+	struct Uids v_trusted = ((struct Uids){  });
+#line 26 "/src/Sample.cs"
 	for (__s32 v_i = 0; ((__s32)(v_i) < (__s32)(4)); v_i++)
-#line 23 "/src/Sample.cs"
-		if (((__u32)(v_uid) == (__u32)(((__u32)(1000) + (__u32)(((__u32)(v_i)))))))
-#line 23 "/src/Sample.cs"
+#line 26 "/src/Sample.cs"
+		(v_trusted._uid[v_i] = ((__u32)(1000) + (__u32)(((__u32)(v_i)))));
+#line 27 "/src/Sample.cs"
+	for (__s32 v_i = 0; ((__s32)(v_i) < (__s32)(4)); v_i++)
+#line 28 "/src/Sample.cs"
+		if (((__u32)(v_uid) == (__u32)(v_trusted._uid[v_i])))
+#line 28 "/src/Sample.cs"
 			return 1;
-#line 24 "/src/Sample.cs"
+#line 29 "/src/Sample.cs"
 	return 0;
 }
 
@@ -64,21 +77,21 @@ static __always_inline __s32 AccessRules_OnlyTrustedWrite(const struct CheckRequ
 	return 0;
 }
 
-#line 27 "/src/Sample.cs"
+#line 32 "/src/Sample.cs"
 static __always_inline __s32 AccessRules_KeepSystemFiles(const struct CheckRequest *v_req)
 {
-#line 30 "/src/Sample.cs"
+#line 35 "/src/Sample.cs"
 	switch (v_req->Opcode) {
 	case 10:
 	case 11:
-#line 34 "/src/Sample.cs"
+#line 39 "/src/Sample.cs"
 		return ((((__u64)(v_req->NodeId) < (__u64)(100)) && ((__u32)(v_req->Uid) != (__u32)(0U))) ? 1 : 0);
 	default:
-#line 36 "/src/Sample.cs"
+#line 41 "/src/Sample.cs"
 		return 0;
 	}
 }
-#line 82 "Sample.AccessRules.bpf.c"
+#line 95 "Sample.AccessRules.bpf.c"
 
 /* Every [Check] and [Deny] rule that applies to the operations in ops, in declaration order:
  * 0 to allow, else the errno of the first rule that refuses. paths: bit i when path rule i

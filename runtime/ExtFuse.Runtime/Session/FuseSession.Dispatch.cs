@@ -249,7 +249,7 @@ public sealed partial class FuseSession
             r.ReplyError(err);
             return true;
         }
-        if ((ops & (_paths.DenyOps | HideOps)) != 0 && PathDenied(r, op, ops, node, body) is var (errno, kind) && errno != 0)
+        if ((ops & _pathOps) != 0 && PathDenied(r, op, ops, node, body) is var (errno, kind) && errno != 0)
         {
             Log.RuleDenied(kind, op, r.Unique, r.Uid, errno);
             r.ReplyError(errno);

@@ -19,6 +19,8 @@ public sealed partial class FuseSession : IDisposable
     private readonly ExtFuse.Declarative.CheckRule[] _rules;
     private readonly ExtFuse.Declarative.FuseOps _ruleOps;
     private readonly ExtFuse.Declarative.PathRuleSet _paths;
+    /// <summary>Operations some path rule applies to: only those compute a path.</summary>
+    private readonly ExtFuse.Declarative.FuseOps _pathOps;
     private readonly ExtFuse.Declarative.FastPathRule? _fastGetAttr;
     private readonly FuseSessionOptions _options;
     private readonly ConcurrentDictionary<ulong, FuseRequest> _detached = new();
@@ -39,8 +41,8 @@ public sealed partial class FuseSession : IDisposable
         _rules = [.. fs.Rules];
         foreach (var rule in _rules) _ruleOps |= rule.Ops;
         _paths = fs.PathRuleSet;
-        _ruleOps |= _paths.DenyOps;
-        if (_paths.HasHide) _ruleOps |= HideOps;
+        _pathOps = _paths.DenyOps | (_paths.HasHide ? HideOps : 0);
+        _ruleOps |= _pathOps;
         _fastGetAttr = fs.FastPaths.FirstOrDefault(f => f.Op == ExtFuse.Declarative.FuseOps.GetAttr);
         _options = options ?? new FuseSessionOptions();
         Log = new SessionLog(logger ?? NullLogger.Instance);

@@ -48,26 +48,25 @@ public sealed unsafe class BpfMap<TKey, TValue> where TKey : unmanaged where TVa
     /// A full hash map throws (E2BIG).</summary>
     public bool Update(in TKey key, in TValue value, BpfUpdate flags = BpfUpdate.Any)
     {
-        fixed (TKey* k = &key) fixed (TValue* v = &value)
-        {
-            var err = bpf_map_update_elem(Fd, k, v, (ulong)flags);
-            if (err == -17 && flags == BpfUpdate.NoExist || err == -2 && flags == BpfUpdate.Exist) return false; // EEXIST, ENOENT
-            if (err != 0) throw new BpfException($"update of {Name} failed: {Describe(err)}");
-            return true;
-        }
+        var err = UpdateElement(key, value, flags);
+        if (err == -17 && flags == BpfUpdate.NoExist || err == -2 && flags == BpfUpdate.Exist) return false; // EEXIST, ENOENT
+        return err == 0 ? true : throw UpdateFailed(err);
     }
 
     /// <summary>Inserts or replaces, as a program's bpf_map_update_elem: false when the key is new and the map is full (E2BIG).</summary>
     public bool Set(in TKey key, in TValue value)
     {
-        fixed (TKey* k = &key) fixed (TValue* v = &value)
-        {
-            var err = bpf_map_update_elem(Fd, k, v, (ulong)BpfUpdate.Any);
-            if (err == -7) return false; // E2BIG
-            if (err != 0) throw new BpfException($"update of {Name} failed: {Describe(err)}");
-            return true;
-        }
+        var err = UpdateElement(key, value, BpfUpdate.Any);
+        if (err == -7) return false; // E2BIG
+        return err == 0 ? true : throw UpdateFailed(err);
     }
+
+    private int UpdateElement(in TKey key, in TValue value, BpfUpdate flags)
+    {
+        fixed (TKey* k = &key) fixed (TValue* v = &value) return bpf_map_update_elem(Fd, k, v, (ulong)flags);
+    }
+
+    private BpfException UpdateFailed(int err) => new($"update of {Name} failed: {Describe(err)}");
 
     /// <summary>Removes a key; false when it was not there.</summary>
     public bool Delete(in TKey key)

@@ -1,3 +1,4 @@
+using System.Collections.Generic;
 using System.Collections.Immutable;
 using System.Linq;
 using System.Text;
@@ -53,24 +54,12 @@ public sealed class FileSystemGenerator : IIncrementalGenerator
         if (model.Namespace.Length > 0) sb.AppendLine($"namespace {model.Namespace};").AppendLine();
         sb.AppendLine($"partial class {model.ClassName}");
         sb.AppendLine("{");
-        sb.AppendLine("    /// <summary>The [Check] methods: the managed twins of the generated BPF, in declaration order.</summary>");
-        sb.AppendLine($"    public static global::System.Collections.Generic.IReadOnlyList<{D}CheckRule> CheckRules {{ get; }} =");
-        sb.AppendLine("    [");
-        foreach (var c in model.Checks)
-            sb.AppendLine($"        new(\"{c.Name}\", ({D}FuseOps){c.Ops}u, {c.Name}),");
-        sb.AppendLine("    ];");
-        sb.AppendLine().AppendLine("    /// <summary>The [FastPath] methods: the managed twins of the extfuse/&lt;opcode&gt; programs.</summary>");
-        sb.AppendLine($"    public static global::System.Collections.Generic.IReadOnlyList<{D}FastPathRule> FastPathRules {{ get; }} =");
-        sb.AppendLine("    [");
-        foreach (var f in model.FastPaths)
-            sb.AppendLine($"        new(\"{f.Name}\", ({D}FuseOps){f.Op}u, {f.Name}),");
-        sb.AppendLine("    ];");
-        sb.AppendLine().AppendLine("    /// <summary>The [Deny], [Hide] and [Passthrough] rules; a rule's index is its bit in the kernel's path verdicts.</summary>");
-        sb.AppendLine($"    public static global::System.Collections.Generic.IReadOnlyList<{D}PathRule> DeclaredPathRules {{ get; }} =");
-        sb.AppendLine("    [");
-        foreach (var r in model.PathRules)
-            sb.AppendLine($"        new({D}PathRuleKind.{r.Kind}, ({D}FuseOps){r.Ops}u, {Str(r.Glob)}, {r.Uid}, {r.Gid}, {Str(r.Comm)}, {r.Errno}),");
-        sb.AppendLine("    ];");
+        List(sb, "The [Check] methods: the managed twins of the generated BPF, in declaration order.", "CheckRule", "CheckRules",
+            model.Checks.Select(c => $"new(\"{c.Name}\", ({D}FuseOps){c.Ops}u, {c.Name})"));
+        List(sb.AppendLine(), "The [FastPath] methods: the managed twins of the extfuse/&lt;opcode&gt; programs.", "FastPathRule", "FastPathRules",
+            model.FastPaths.Select(f => $"new(\"{f.Name}\", ({D}FuseOps){f.Op}u, {f.Name})"));
+        List(sb.AppendLine(), "The [Deny], [Hide] and [Passthrough] rules; a rule's index is its bit in the kernel's path verdicts.", "PathRule", "DeclaredPathRules",
+            model.PathRules.Select(r => $"new({D}PathRuleKind.{r.Kind}, ({D}FuseOps){r.Ops}u, {Str(r.Glob)}, {r.Uid}, {r.Gid}, {Str(r.Comm)}, {r.Errno})"));
         foreach (var t in model.Timeouts)
             sb.AppendLine()
               .AppendLine($"    /// <summary>From [{(t.Property == "AttrTimeout" ? "CacheAttr" : "CacheEntry")}] on this class.</summary>")
@@ -102,7 +91,16 @@ public sealed class FileSystemGenerator : IIncrementalGenerator
         return sb.ToString();
     }
 
-    internal static string BpfFileName(FileSystemModel model) => BpfEmitter.FileName(model);
+    /// <summary>A static read-only list property of ExtFuse.Declarative records, one element per line.</summary>
+    private static void List(StringBuilder sb, string summary, string type, string name, IEnumerable<string> elements)
+    {
+        sb.AppendLine($"    /// <summary>{summary}</summary>");
+        sb.AppendLine($"    public static global::System.Collections.Generic.IReadOnlyList<{D}{type}> {name} {{ get; }} =");
+        sb.AppendLine("    [");
+        foreach (var e in elements) sb.AppendLine($"        {e},");
+        sb.AppendLine("    ];");
+    }
+
     internal static string EmitC(FileSystemModel model) => BpfEmitter.Stock(model);
     internal static string EmitExtFuseC(FileSystemModel model) => BpfEmitter.ExtFuse(model);
 

@@ -57,7 +57,7 @@ internal static class RuleParser
         var knowsPaths = Derives(type, "ExtFuse.Nodes.NodeFileSystem");
 
         var translator = new Translator(compilation, type, ct);
-        translator.Require(Translator.RequestMetadataName);
+        translator.Require(Translator.RequestType);
         translator.DeclareMaps();
         var checks = ImmutableArray.CreateBuilder<CheckModel>();
         var fastPaths = ImmutableArray.CreateBuilder<FastPathModel>();

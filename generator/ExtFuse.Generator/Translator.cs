@@ -19,8 +19,7 @@ namespace ExtFuse.Generator;
 /// </summary>
 internal sealed class Translator(Compilation compilation, INamedTypeSymbol owner, CancellationToken ct)
 {
-    public const string RequestMetadataName = "ExtFuse.Declarative.CheckRequest";
-    private const string RequestType = RequestMetadataName;
+    public const string RequestType = "ExtFuse.Declarative.CheckRequest";
     private const string KernelMapType = "ExtFuse.Declarative.KernelMap<TKey, TValue>";
     private readonly List<DiagnosticInfo> _diagnostics = [];
     private readonly Dictionary<ITypeSymbol, StructLayout?> _layouts = new(SymbolEqualityComparer.Default);
@@ -40,7 +39,7 @@ internal sealed class Translator(Compilation compilation, INamedTypeSymbol owner
     public IEnumerable<MapModel> Maps => _maps.Values;
 
     /// <summary>Where to report a problem with a type that has no source here: the file system class.</summary>
-    private SyntaxNode Anchor => owner.DeclaringSyntaxReferences.First().GetSyntax(ct) is ClassDeclarationSyntax c ? c : owner.DeclaringSyntaxReferences.First().GetSyntax(ct);
+    private SyntaxNode Anchor => owner.DeclaringSyntaxReferences.First().GetSyntax(ct);
 
     /// <summary>The owner's KernelMap fields, read before any method so calls can name them.</summary>
     public void DeclareMaps()
@@ -49,7 +48,7 @@ internal sealed class Translator(Compilation compilation, INamedTypeSymbol owner
         {
             if (field.Type is not INamedTypeSymbol { IsGenericType: true } mt || mt.ConstructedFrom.ToDisplayString() != KernelMapType) continue;
             var syntax = field.DeclaringSyntaxReferences.Select(r => r.GetSyntax(ct)).OfType<VariableDeclaratorSyntax>().FirstOrDefault();
-            var at = (SyntaxNode?)syntax ?? owner.DeclaringSyntaxReferences.First().GetSyntax(ct);
+            var at = (SyntaxNode?)syntax ?? Anchor;
             var capacity = syntax?.Initializer?.Value switch
             {
                 BaseObjectCreationExpressionSyntax { ArgumentList.Arguments.Count: 1 } c => compilation.GetSemanticModel(c.SyntaxTree).GetConstantValue(c.ArgumentList!.Arguments[0].Expression),

@@ -5,6 +5,7 @@
 #define EXTFUSE_LSM_H
 
 #include <bpf/bpf_tracing.h>
+#include <extfuse/verdicts.h>
 
 typedef __u32 dev_t;
 typedef unsigned short umode_t;
@@ -31,14 +32,6 @@ struct {
 	__type(value, __u32);
 } extfuse_mount SEC(".maps");
 
-/* nodeid -> bit i set when path rule i matches that node's path (the daemon matches globs). */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
-	__type(value, __u64);
-} extfuse_verdicts SEC(".maps");
-
 static __always_inline int extfuse_on_mount(struct inode *inode)
 {
 	__u32 zero = 0;
@@ -48,9 +41,7 @@ static __always_inline int extfuse_on_mount(struct inode *inode)
 
 static __always_inline __u64 extfuse_path_bits(struct inode *inode)
 {
-	__u64 nodeid = inode ? inode->i_ino : 0;
-	__u64 *bits = nodeid ? bpf_map_lookup_elem(&extfuse_verdicts, &nodeid) : 0;
-	return bits ? *bits : 0;
+	return extfuse_path_bits_of(inode ? inode->i_ino : 0);
 }
 
 #endif

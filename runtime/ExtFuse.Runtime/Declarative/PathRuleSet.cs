@@ -42,11 +42,19 @@ public sealed class PathRuleSet
     /// The errno of the first [Deny] rule that refuses this operation on this path for this caller, or 0.
     /// comm is asked for only when a rule that otherwise matches names a process.
     /// </summary>
-    public int Denied(FuseOps op, string? path, uint uid, uint gid, Func<string?> comm)
+    public int Denied(FuseOps op, string? path, uint uid, uint gid, Func<string?> comm) => FirstDenial(op, path, null, uid, gid, comm);
+
+    /// <summary>Same as <see cref="Denied(FuseOps, string?, uint, uint, Func{string?})"/> from precomputed path bits, as the kernel decides.</summary>
+    public int Denied(FuseOps ops, ulong pathBits, uint uid, uint gid, string? comm) => FirstDenial(ops, null, pathBits, uid, gid, () => comm);
+
+    /// <summary>One loop for both: a rule's glob is matched against the path, or read from its bit.</summary>
+    private int FirstDenial(FuseOps ops, string? path, ulong? pathBits, uint uid, uint gid, Func<string?> comm)
     {
-        foreach (var (rule, glob) in _rules)
+        for (var i = 0; i < _rules.Length; i++)
         {
-            if (rule.Kind != PathRuleKind.Deny || (rule.Ops & op) == 0 || !Matches(glob, path)) continue;
+            var (rule, glob) = _rules[i];
+            if (rule.Kind != PathRuleKind.Deny || (rule.Ops & ops) == 0) continue;
+            if (!(pathBits is { } bits ? glob is null || (bits & (1UL << i)) != 0 : Matches(glob, path))) continue;
             if (rule.Uid >= 0 && rule.Uid != uid || rule.Gid >= 0 && rule.Gid != gid) continue;
             if (rule.Comm is not null && rule.Comm != comm()) continue;
             return rule.Errno;
@@ -54,34 +62,14 @@ public sealed class PathRuleSet
         return 0;
     }
 
-    /// <summary>Same as <see cref="Denied(FuseOps, string?, uint, uint, Func{string?})"/> from precomputed path bits, as the kernel decides.</summary>
-    public int Denied(FuseOps ops, ulong pathBits, uint uid, uint gid, string? comm)
-    {
-        for (var i = 0; i < _rules.Length; i++)
-        {
-            var (rule, glob) = _rules[i];
-            if (rule.Kind != PathRuleKind.Deny || (rule.Ops & ops) == 0) continue;
-            if (glob is not null && (pathBits & (1UL << i)) == 0) continue;
-            if (rule.Uid >= 0 && rule.Uid != uid || rule.Gid >= 0 && rule.Gid != gid) continue;
-            if (rule.Comm is not null && rule.Comm != comm) continue;
-            return rule.Errno;
-        }
-        return 0;
-    }
+    public bool IsHidden(string? path) => HasHide && path is not null && AnyMatches(PathRuleKind.Hide, path);
 
-    public bool IsHidden(string? path)
-    {
-        if (!HasHide || path is null) return false;
-        foreach (var (rule, glob) in _rules)
-            if (rule.Kind == PathRuleKind.Hide && Matches(glob, path)) return true;
-        return false;
-    }
+    public bool IsPassthrough(string? path) => HasPassthrough && AnyMatches(PathRuleKind.Passthrough, path);
 
-    public bool IsPassthrough(string? path)
+    private bool AnyMatches(PathRuleKind kind, string? path)
     {
-        if (!HasPassthrough) return false;
         foreach (var (rule, glob) in _rules)
-            if (rule.Kind == PathRuleKind.Passthrough && Matches(glob, path)) return true;
+            if (rule.Kind == kind && Matches(glob, path)) return true;
         return false;
     }
 

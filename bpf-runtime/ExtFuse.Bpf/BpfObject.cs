@@ -109,6 +109,24 @@ public sealed unsafe class BpfObject : IDisposable
         throw new KeyNotFoundException($"{Name} has no map {name}");
     }
 
+    /// <summary>Pins any map of the loaded object (ring buffers too) at <paramref name="path"/> under bpffs.</summary>
+    public void PinMap(string name, string path)
+    {
+        var (fd, _) = MapFd(name);
+        int err;
+        fixed (byte* p = Z(path)) err = bpf_obj_pin(fd, p);
+        if (err != 0) throw new BpfException($"cannot pin {name} at {path}: {Describe(err)}" + (Directory.Exists("/sys/fs/bpf") ? "" : " (is bpffs mounted at /sys/fs/bpf?)"));
+    }
+
+    /// <summary>The descriptor and type (enum bpf_map_type) of a map of the loaded object.</summary>
+    internal (int Fd, int Type) MapFd(string name)
+    {
+        if (!IsLoaded) throw new InvalidOperationException($"{Name} is not loaded");
+        for (var m = bpf_object__next_map(Handle, 0); m != 0; m = bpf_object__next_map(Handle, m))
+            if (Str(bpf_map__name(m)) == name) return (bpf_map__fd(m), bpf_map__type(m));
+        throw new KeyNotFoundException($"{Name} has no map {name}");
+    }
+
     /// <summary>The names of the object's maps (libbpf's internal .bss/.data/.rodata maps included).</summary>
     public IEnumerable<string> MapNames()
     {

@@ -29,6 +29,22 @@ internal static unsafe partial class LibBpf
         public uint Duration, Flags, Cpu, BatchSize;
     }
 
+    /// <summary>struct bpf_map_batch_opts.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct BatchOpts
+    {
+        public nuint Sz;
+        public ulong ElemFlags, Flags;
+    }
+
+    /// <summary>The head of struct bpf_map_info (the kernel fills as much as the length passed says).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct MapInfo
+    {
+        public uint Type, Id, KeySize, ValueSize, MaxEntries, MapFlags;
+        public fixed byte Name[16];
+    }
+
     [LibraryImport(L, SetLastError = true)] public static partial nint bpf_object__open_file(byte* path, OpenOpts* opts);
     [LibraryImport(L, SetLastError = true)] public static partial nint bpf_object__open_mem(byte* buf, nuint size, OpenOpts* opts);
     [LibraryImport(L)] public static partial int bpf_object__load(nint obj);
@@ -61,11 +77,33 @@ internal static unsafe partial class LibBpf
     [LibraryImport(L)] public static partial int bpf_map_delete_elem(int fd, void* key);
     [LibraryImport(L)] public static partial int bpf_map_get_next_key(int fd, void* key, void* nextKey);
 
+    [LibraryImport(L)] public static partial int bpf_map_lookup_batch(int fd, void* inBatch, void* outBatch, void* keys, void* values, uint* count, BatchOpts* opts);
+    [LibraryImport(L)] public static partial int bpf_map_update_batch(int fd, void* keys, void* values, uint* count, BatchOpts* opts);
+    [LibraryImport(L)] public static partial int bpf_map_delete_batch(int fd, void* keys, uint* count, BatchOpts* opts);
+    [LibraryImport(L)] public static partial int bpf_obj_get(byte* path);
+    [LibraryImport(L)] public static partial int bpf_obj_pin(int fd, byte* path);
+    [LibraryImport(L)] public static partial int bpf_obj_get_info_by_fd(int fd, void* info, uint* length);
+    [LibraryImport(L)] public static partial int bpf_prog_load(int type, byte* name, byte* license, ulong* insns, nuint count, void* opts);
+
+    [LibraryImport(L, SetLastError = true)] public static partial nint ring_buffer__new(int mapFd, delegate* unmanaged[Cdecl]<void*, void*, nuint, int> sample, void* ctx, void* opts);
+    [LibraryImport(L)] public static partial int ring_buffer__poll(nint rb, int timeoutMs);
+    [LibraryImport(L)] public static partial int ring_buffer__consume(nint rb);
+    [LibraryImport(L)] public static partial void ring_buffer__free(nint rb);
+
+    [LibraryImport(L, SetLastError = true)] public static partial nint btf__load_vmlinux_btf();
+    [LibraryImport(L)] public static partial void btf__free(nint btf);
+    [LibraryImport(L)] public static partial int btf__find_by_name_kind(nint btf, byte* name, uint kind);
+    [LibraryImport(L)] public static partial uint* btf__type_by_id(nint btf, uint id);
+    [LibraryImport(L)] public static partial byte* btf__name_by_offset(nint btf, uint offset);
+
     [LibraryImport(L)] public static partial nint libbpf_set_print(nint fn);
     [LibraryImport(L)] public static partial int libbpf_probe_bpf_prog_type(int progType, void* opts);
     [LibraryImport(L)] public static partial int libbpf_probe_bpf_map_type(int mapType, void* opts);
     [LibraryImport(L)] public static partial int libbpf_strerror(int err, byte* buf, nuint size);
 
+    [LibraryImport("libc", SetLastError = true)] public static partial void* mmap(void* addr, nuint length, int prot, int flags, int fd, long offset);
+    [LibraryImport("libc")] public static partial int munmap(void* addr, nuint length);
+    [LibraryImport("libc")] public static partial int close(int fd);
     [LibraryImport("libc")] public static partial int vsnprintf(byte* buf, nuint size, byte* fmt, nint args);
 
     /// <summary>libbpf returns -errno from int functions, and NULL with errno set from pointer ones.</summary>

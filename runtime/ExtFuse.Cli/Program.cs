@@ -54,15 +54,22 @@ public static class Program
               file system for a moment and reading what the kernel offers at INIT).
               One line per feature; exit status 0.
 
-          extfuse stats MOUNTPOINT [--seconds N]
-              Count, in the kernel, the FUSE requests sent to the file system mounted
-              at MOUNTPOINT (any FUSE file system) for N seconds (default 5), and print
-              per opcode: requests, requests per second, mean latency and the 50th and
-              99th percentile (from a log2 histogram). BPF programs on the
-              fuse_request_send/end tracepoints; needs root and tp_btf (extfuse caps).
+          extfuse stats MOUNTPOINT [--seconds N] [--slow MS]
+              Print, per opcode, the FUSE requests the kernel sent to the file system
+              mounted at MOUNTPOINT: requests, requests per second, mean latency and
+              the 50th and 99th percentile (from a log2 histogram), counted by BPF
+              programs on the fuse_request_send/end tracepoints. An ExtFuse.NET daemon
+              counts from its mount (and pins the counts under /sys/fs/bpf/extfuse):
+              then the totals since mount are printed at once, with its fast-path
+              answers and the refusals of each rule. For any other FUSE file system,
+              or with --seconds, the requests of the next N seconds (default 5).
+              --slow MS also prints each request slower than MS milliseconds as it
+              completes (events from a BPF ring buffer). Needs root and tp_btf
+              (extfuse caps).
 
           extfuse top MOUNTPOINT
-              The same, live: refreshed every second until Ctrl-C.
+              The same, live: totals and the rates of the last second, refreshed
+              every second until Ctrl-C.
 
           extfuse --help        this text
 
@@ -223,36 +230,66 @@ public static class Program
 
     private static int Stats(string[] args, bool live)
     {
-        var seconds = 5;
+        int? seconds = null;
+        double? slowMs = null;
         string? mountPoint = null;
+        var expected = $"expected: extfuse {(live ? "top MOUNTPOINT" : "stats MOUNTPOINT [--seconds N] [--slow MS]")}";
         for (var i = 0; i < args.Length; i++)
         {
             if (!live && args[i] == "--seconds" && i + 1 < args.Length && int.TryParse(args[i + 1], out var n) && n > 0) { seconds = n; i++; }
-            else if (args[i].StartsWith('-') || mountPoint is not null) throw new UsageException($"expected: extfuse {(live ? "top MOUNTPOINT" : "stats MOUNTPOINT [--seconds N]")}");
+            else if (!live && args[i] == "--slow" && i + 1 < args.Length && double.TryParse(args[i + 1], System.Globalization.CultureInfo.InvariantCulture, out var ms) && ms >= 0) { slowMs = ms; i++; }
+            else if (args[i].StartsWith('-') || mountPoint is not null) throw new UsageException(expected);
             else mountPoint = args[i];
         }
-        if (mountPoint is null) throw new UsageException($"expected: extfuse {(live ? "top" : "stats")} MOUNTPOINT");
+        if (mountPoint is null) throw new UsageException(expected);
         var full = Path.GetFullPath(mountPoint);
         if (MountTable.At(full) is not { } entry || !MountTable.IsFuse(entry)) throw new FuseException($"{full} is not a FUSE mount point", Errno.EINVAL);
-        ExtFuse.Kernel.FuseStatistics stats;
-        try { stats = ExtFuse.Kernel.FuseStatistics.Attach(entry.Minor); }
-        catch (BpfException e) { throw new FuseException($"cannot count requests in the kernel: {e.Message.Split('\n')[0]} (see extfuse caps)", Errno.EPERM); }
+        // An ExtFuse.NET daemon counts from its mount and pins the maps; for any other FUSE file system, count from now.
+        var stats = ExtFuse.Kernel.FuseStatistics.OpenPinned(entry.Minor);
+        var sinceMount = stats is not null;
+        if (stats is null)
+        {
+            try { stats = ExtFuse.Kernel.FuseStatistics.Attach(entry.Minor); }
+            catch (BpfException e) { throw new FuseException($"cannot count requests in the kernel: {e.Message.Split('\n')[0]} (see extfuse caps)", Errno.EPERM); }
+        }
         using (stats)
         {
-            Console.Out.WriteLine($"extfuse: counting the requests to {full} in the kernel (connection {entry.Minor})" + (live ? "; Ctrl-C to stop" : $" for {seconds} s"));
+            var interval = !live && (seconds is not null || slowMs is not null || !sinceMount);
+            Console.Out.WriteLine($"extfuse: counting the requests to {full} in the kernel (connection {entry.Minor})" +
+                                  (sinceMount ? $", since mount by daemon {stats.OwnerPid}" : "") +
+                                  (live ? "; Ctrl-C to stop" : interval ? $" for {seconds ?? 5} s" : ""));
             Console.Out.Flush();
-            var started = DateTime.UtcNow;
             if (!live)
             {
-                Thread.Sleep(TimeSpan.FromSeconds(seconds));
-                PrintStatistics(stats, full, DateTime.UtcNow - started);
+                var before = interval ? stats.Snapshot() : [];
+                var started = DateTime.UtcNow;
+                if (interval)
+                {
+                    using var slow = slowMs is { } t
+                        ? stats.WatchSlowRequests(TimeSpan.FromMilliseconds(t), r =>
+                            Console.Out.WriteLine($"slow: {r.Opcode} unique {r.Unique} node {r.NodeId} pid {r.Pid}: {Micros(r.Latency.TotalMicroseconds)}"))
+                        : null;
+                    var end = started + TimeSpan.FromSeconds(seconds ?? 5);
+                    for (var left = end - DateTime.UtcNow; left > TimeSpan.Zero; left = end - DateTime.UtcNow)
+                        if (slow is null) Thread.Sleep(left);
+                        else { slow.Poll(left < TimeSpan.FromMilliseconds(200) ? left : TimeSpan.FromMilliseconds(200)); Console.Out.Flush(); }
+                }
+                PrintStatistics(stats, full, interval ? ExtFuse.Kernel.OpcodeStatistics.Difference(stats.Snapshot(), before) : stats.Snapshot(),
+                                interval ? DateTime.UtcNow - started : stats.Counting, sinceMount && !interval);
                 return 0;
             }
             using var stop = new StopOnSignal();
+            var last = stats.Snapshot();
+            var lastAt = DateTime.UtcNow;
+            var begun = lastAt;
             while (!stop.Wait(TimeSpan.FromSeconds(1)))
             {
+                var now = stats.Snapshot();
                 if (!Console.IsOutputRedirected) Console.Out.Write("\e[H\e[2J");
-                PrintStatistics(stats, full, DateTime.UtcNow - started);
+                // Totals since mount (or since top started), and the rates of the last second.
+                PrintStatistics(stats, full, now, sinceMount ? stats.Counting : DateTime.UtcNow - begun, sinceMount,
+                                rates: ExtFuse.Kernel.OpcodeStatistics.Difference(now, last), rateSeconds: (DateTime.UtcNow - lastAt).TotalSeconds);
+                (last, lastAt) = (now, DateTime.UtcNow);
                 Console.Out.Flush();
                 if (MountTable.At(full) is not { } e || e.Minor != entry.Minor) { Console.Out.WriteLine($"extfuse: {full} was unmounted"); break; }
             }
@@ -260,14 +297,22 @@ public static class Program
         }
     }
 
-    private static void PrintStatistics(ExtFuse.Kernel.FuseStatistics stats, string mountPoint, TimeSpan elapsed)
+    private static void PrintStatistics(ExtFuse.Kernel.FuseStatistics stats, string mountPoint, IReadOnlyList<ExtFuse.Kernel.OpcodeStatistics> rows, TimeSpan elapsed, bool sinceMount,
+                                        IReadOnlyList<ExtFuse.Kernel.OpcodeStatistics>? rates = null, double rateSeconds = 0)
     {
-        var rows = stats.Snapshot();
-        Console.Out.WriteLine($"{mountPoint} (connection {stats.ConnectionId}): {rows.Sum(r => (long)r.Sent)} requests in {elapsed.TotalSeconds:F1} s, counted in the kernel");
+        var perSecond = rates?.ToDictionary(r => r.Opcode, r => r.Sent / Math.Max(rateSeconds, 0.001));
+        Console.Out.WriteLine($"{mountPoint} (connection {stats.ConnectionId}): {rows.Sum(r => (long)r.Sent)} requests in {elapsed.TotalSeconds:F1} s" +
+                              (sinceMount ? " since mount" : "") + ", counted in the kernel");
         Console.Out.WriteLine($"{"opcode",-16}{"requests",10}{"per s",10}{"mean",12}{"p50",12}{"p99",12}");
         foreach (var r in rows.OrderByDescending(r => r.Sent))
-            Console.Out.WriteLine($"{r.Opcode,-16}{r.Sent,10}{r.Sent / Math.Max(elapsed.TotalSeconds, 0.001),10:F0}{Micros(r.MeanLatency.TotalMicroseconds),12}" +
+            Console.Out.WriteLine($"{r.Opcode,-16}{r.Sent,10}{(perSecond is null ? r.Sent / Math.Max(elapsed.TotalSeconds, 0.001) : perSecond.GetValueOrDefault(r.Opcode)),10:F0}{Micros(r.MeanLatency.TotalMicroseconds),12}" +
                                   $"{Micros(Percentile(r.Histogram, 0.50)),12}{Micros(Percentile(r.Histogram, 0.99)),12}");
+        if (!sinceMount) return;
+        // The daemon's counters: requests its fast paths answered, and refusals by rule (the kernel's and the daemon's).
+        foreach (var (op, served) in stats.FastPathServed())
+            Console.Out.WriteLine($"fast path {op,-16}{served,10} answered without the handler");
+        foreach (var rule in stats.Rules())
+            Console.Out.WriteLine($"rule {rule.Rule,-40}{rule.Hits,10} refused");
     }
 
     /// <summary>The upper bound, in microseconds, of the histogram bucket holding the given fraction of requests.</summary>

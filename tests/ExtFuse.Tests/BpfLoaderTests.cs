@@ -97,6 +97,157 @@ public sealed class BpfLoaderTests : IDisposable
         Assert.Equal(3, counts.Keys().Count);
     }
 
+    private const string Shared = """
+        #include <extfuse/bpf.h>
+
+        struct {
+            __uint(type, BPF_MAP_TYPE_HASH);
+            __uint(max_entries, 64);
+            __type(key, __u32);
+            __type(value, __u64);
+        } table SEC(".maps");
+
+        struct {
+            __uint(type, BPF_MAP_TYPE_ARRAY);
+            __uint(map_flags, BPF_F_MMAPABLE);
+            __uint(max_entries, 8);
+            __type(key, __u32);
+            __type(value, __u64);
+        } counters SEC(".maps");
+
+        struct {
+            __uint(type, BPF_MAP_TYPE_RINGBUF);
+            __uint(max_entries, 4096);
+        } events SEC(".maps");
+
+        struct emit_ctx { __u32 slot; __u32 times; };
+
+        /* Adds 1 to counters[slot] and submits `times` records {slot, i} to the ring buffer. */
+        SEC("syscall")
+        int emit(struct emit_ctx *c)
+        {
+            __u32 slot = c->slot;
+            __u64 *v = bpf_map_lookup_elem(&counters, &slot);
+            if (v)
+                __sync_fetch_and_add(v, 1);
+            for (__u32 i = 0; i < 16 && i < c->times; i++) {
+                __u64 *r = bpf_ringbuf_reserve(&events, 8, 0);
+                if (!r)
+                    return 1;
+                *r = ((__u64)slot << 32) | i;
+                bpf_ringbuf_submit(r, 0);
+            }
+            return 0;
+        }
+        """;
+
+    private struct EmitCtx { public uint Slot, Times; }
+
+    [Fact]
+    public void Batch_operations_move_many_entries_in_one_call_and_agree_with_single_ones()
+    {
+        using var obj = BpfObject.Open(Repo.CompileBpf(_dir, "shared", Shared));
+        obj.Load();
+        var table = obj.Map<uint, ulong>("table");
+        uint[] keys = [.. Enumerable.Range(1, 40).Select(i => (uint)(i * 7))];
+        ulong[] values = [.. keys.Select(k => (ulong)k * 1000 + 1)];
+        Assert.Equal(40, table.UpdateBatch(keys, values));
+        Assert.True(table.UsedBatch, "a hash map on this kernel has BPF_MAP_UPDATE_BATCH");
+        foreach (var (k, v) in keys.Zip(values)) Assert.Equal(v, table[k]);   // single lookups see what the batch wrote
+
+        var entries = table.Entries();
+        Assert.True(table.UsedBatch);
+        Assert.Equal(keys.Zip(values).Select(x => KeyValuePair.Create(x.First, x.Second)).OrderBy(e => e.Key), entries.OrderBy(e => e.Key));
+
+        Assert.Equal(10, table.DeleteBatch(keys.AsSpan(0, 10)));
+        Assert.Equal(30, table.Keys().Count);
+        Assert.False(table.TryLookup(keys[0], out _));
+        // A missing key stops a batch delete with an error that says how far it got.
+        var e = Assert.Throws<BpfException>(() => table.DeleteBatch([keys[20], 99999u]));
+        Assert.Contains("batch delete from table stopped after", e.Message);
+
+        // Past the map's capacity: the entries that fit go in, and the error says how many.
+        uint[] more = [.. Enumerable.Range(1000, 60).Select(i => (uint)i)];
+        e = Assert.Throws<BpfException>(() => table.UpdateBatch(more, new ulong[more.Length]));
+        Assert.Contains("stopped after", e.Message);
+        Assert.Equal(64, table.Keys().Count);
+        Assert.Throws<ArgumentException>(() => table.UpdateBatch(keys, values.AsSpan(1)));
+
+        // An array map: lookup batch goes by index.
+        var counters = obj.Map<uint, ulong>("counters");
+        Assert.Equal(3, counters.UpdateBatch([0u, 3u, 7u], [5ul, 6ul, 7ul]));
+        Assert.Equal([5ul, 0, 0, 6, 0, 0, 0, 7], counters.Entries().OrderBy(x => x.Key).Select(x => x.Value));
+    }
+
+    [Fact]
+    public void Mapped_counters_pins_and_ring_buffers_reach_the_kernels_memory()
+    {
+        using var obj = BpfObject.Open(Repo.CompileBpf(_dir, "shared", Shared));
+        obj.Load();
+        var prog = obj.Program("emit");
+        var counters = obj.Map<uint, ulong>("counters");
+        using var mapped = counters.MapValues();
+        Assert.Equal(8, mapped.Length);
+
+        // The daemon adds in its memory, the program adds in the kernel: one counter.
+        Interlocked.Add(ref System.Runtime.CompilerServices.Unsafe.As<ulong, long>(ref mapped[2]), 40);
+        var ctx = new EmitCtx { Slot = 2, Times = 0 };
+        prog.TestRun(ref ctx);
+        prog.TestRun(ref ctx);
+        Assert.Equal(42ul, mapped[2]);
+        Assert.Equal(42ul, counters[2]);
+        Assert.Throws<IndexOutOfRangeException>(() => mapped[8]);
+        var notMappable = Assert.Throws<BpfException>(() => obj.Map<uint, ulong>("table").MapValues());
+        Assert.Contains("BPF_F_MMAPABLE", notMappable.Message);
+
+        // Pinned under bpffs, the map is the same map for anyone who opens the pin.
+        var pin = $"/sys/fs/bpf/extfuse-test-{Environment.ProcessId}-{Guid.NewGuid():N}";
+        counters.Pin(pin);
+        try
+        {
+            using (var opened = BpfMap<uint, ulong>.OpenPinned(pin))
+            {
+                Assert.Equal(42ul, opened[2]);
+                opened.Update(5, 9);
+                Assert.Equal(9ul, mapped[5]);
+            }
+            Assert.Contains("8-byte values", Assert.Throws<BpfException>(() => BpfMap<uint, uint>.OpenPinned(pin)).Message);
+        }
+        finally { BpfMap<uint, ulong>.Unpin(pin); }
+        Assert.False(File.Exists(pin));
+        Assert.Throws<BpfException>(() => BpfMap<uint, ulong>.OpenPinned(pin));
+
+        // Ring buffer: every record the program submits arrives once, in order.
+        var seen = new List<ulong>();
+        using var events = BpfRingBuffer.Open(obj, "events", r => seen.Add(BitConverter.ToUInt64(r)));
+        Assert.Equal(0, events.Consume());
+        ctx = new EmitCtx { Slot = 6, Times = 5 };
+        prog.TestRun(ref ctx);
+        ctx = new EmitCtx { Slot = 1, Times = 3 };
+        prog.TestRun(ref ctx);
+        Assert.Equal(8, events.Poll(TimeSpan.FromSeconds(1)));
+        Assert.Equal([.. Enumerable.Range(0, 5).Select(i => (6ul << 32) + (ulong)i), .. Enumerable.Range(0, 3).Select(i => (1ul << 32) + (ulong)i)], seen);
+        Assert.Equal(0, events.Poll(TimeSpan.FromMilliseconds(10)));
+
+        // A handler that throws stops the poll; the exception comes out of Poll.
+        using var failing = BpfRingBuffer.Open(obj, "events", _ => throw new InvalidDataException("bad record"));
+        prog.TestRun(ref ctx);
+        Assert.Throws<InvalidDataException>(() => failing.Poll(TimeSpan.FromSeconds(1)));
+        Assert.Contains("not a ring buffer", Assert.Throws<BpfException>(() => BpfRingBuffer.Open(obj, "table", _ => { })).Message);
+    }
+
+    [Fact]
+    public void The_kernels_BTF_names_its_program_types_and_trivial_programs_load_by_number()
+    {
+        // Upstream numbers (include/uapi/linux/bpf.h): SOCKET_FILTER 1, SYSCALL 31.
+        Assert.Equal(1, BpfProbe.BtfEnumValue("bpf_prog_type", "BPF_PROG_TYPE_SOCKET_FILTER"));
+        Assert.Equal(31, BpfProbe.BtfEnumValue("bpf_prog_type", "BPF_PROG_TYPE_SYSCALL"));
+        Assert.Null(BpfProbe.BtfEnumValue("bpf_prog_type", "BPF_PROG_TYPE_NO_SUCH_THING"));
+        Assert.Null(BpfProbe.BtfEnumValue("no_such_enum_anywhere", "X"));
+        Assert.Equal(0, BpfProbe.LoadTrivial(1));
+        Assert.True(BpfProbe.LoadTrivial(4000) < 0);
+    }
+
     [Fact]
     public void Objects_open_from_memory_too()
     {
@@ -200,7 +351,11 @@ public class CapsTests
         Assert.True(code == 0, output);
         var caps = Parse(output);
         Assert.Equal(["bpf(2)", "bpffs", "BTF", "syscall programs and test_run", "BPF LSM", "trampolines (fentry)",
-            "tp_btf on FUSE tracepoints", "FUSE mount", "FUSE passthrough", "FUSE over io_uring", "ExtFUSE program type"], caps.Keys);
+            "tp_btf on FUSE tracepoints", "ExtFUSE program type", "FUSE mount", "FUSE passthrough", "FUSE over io_uring"], caps.Keys);
+        // An ExtFUSE kernel names its program type in its BTF: the probe's answer agrees with the BTF's string table.
+        var extfuseKernel = File.Exists("/sys/kernel/btf/vmlinux") && File.ReadAllBytes("/sys/kernel/btf/vmlinux").AsSpan().IndexOf("BPF_PROG_TYPE_EXTFUSE"u8) >= 0;
+        Assert.Equal(extfuseKernel, caps["ExtFUSE program type"].Yes);
+        if (!extfuseKernel) Assert.Contains("no BPF_PROG_TYPE_EXTFUSE", caps["ExtFUSE program type"].Detail);
         // The loader tests run syscall programs with test_run as root: the probe must find that too.
         Assert.True(caps["syscall programs and test_run"].Yes, output);
         Assert.Equal(File.Exists("/sys/kernel/btf/vmlinux"), caps["BTF"].Yes);

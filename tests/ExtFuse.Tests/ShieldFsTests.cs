@@ -213,6 +213,42 @@ public class ShieldFsTests(ShieldMount m) : IClassFixture<ShieldMount>
     }
 
     [Fact]
+    public void Each_rule_runs_where_the_probe_allows_and_its_refusals_are_counted_for_stats()
+    {
+        var offload = m.Session.Offload!;
+        var plan = offload.Plan(m.Session.Connection).ToDictionary(c => c.Rules);
+        Assert.True(plan["caching"].InKernel);
+        Assert.Equal("kernel (FUSE passthrough)", plan["[Passthrough]"].Where);
+        Assert.StartsWith(Kernel.KernelCapabilities.Has(Kernel.KernelCapabilities.ProbeBpf(), "BPF LSM") ? "daemon (BPF LSM is available" : "daemon (no BPF LSM:", plan["[Check] [Deny] [Hide]"].Where);
+        Assert.StartsWith("daemon, after the kernel's attribute cache (no ExtFUSE program type", plan["[FastPath] GetAttr"].Where);
+        Assert.Equal(offload.Statistics is not null, plan["statistics"].InKernel);
+
+        Directory.CreateDirectory(Path.Combine(m.Source, "keep"));
+        File.WriteAllText(Path.Combine(m.Source, "keep", "counted"), "x");
+        Shell.Run($"chmod 0777 '{m.Source}/keep'");   // so the kernel lets nobody try, and the rule decides
+        Dictionary<string, ulong> Hits() => offload.RuleHits().ToDictionary(h => h.Rule, h => h.Hits);
+        var before = Hits();
+        Assert.Equal(["WritersOnly", "WriteOpens", "SetIdFromGrantedOnly", "[Passthrough] **/*.bin", "[Deny] Unlink, RmDir, Rename keep/**", "[Hide] **/.secret"], before.Keys);
+
+        Assert.Throws<UnauthorizedAccessException>(() => File.Delete(Path.Combine(m.Root, "keep", "counted")));
+        Assert.Throws<UnauthorizedAccessException>(() => File.Delete(Path.Combine(m.Root, "keep", "counted")));
+        var (code, _) = Shell.Run($"touch '{m.Root}/keep/by-nobody-{Guid.NewGuid():N}'", asUser: CliProcess.Nobody);
+        Assert.NotEqual(0, code);
+        var after = Hits();
+        Assert.Equal(before["[Deny] Unlink, RmDir, Rename keep/**"] + 2, after["[Deny] Unlink, RmDir, Rename keep/**"]);
+        Assert.True(after["WritersOnly"] > before["WritersOnly"] || after["WriteOpens"] > before["WriteOpens"], string.Join(", ", after));
+        Assert.Equal(before["[Passthrough] **/*.bin"], after["[Passthrough] **/*.bin"]);   // not a refusal rule
+
+        if (offload.Statistics is null) return;
+        // The same counters through the pins, as `extfuse stats` reads them from another process.
+        using var pinned = Kernel.FuseStatistics.OpenPinned(m.Session.Mount!.ConnectionId)!;
+        Assert.Equal(after.Select(kv => (kv.Key, kv.Value)), pinned.Rules().Select(r => (r.Rule, r.Hits)));
+        var (cliCode, output) = CliProcess.Run(["stats", m.Root]);
+        Assert.True(cliCode == 0, output);
+        Assert.Matches($@"(?m)^rule \[Deny\] Unlink, RmDir, Rename keep/\*\*\s+{after["[Deny] Unlink, RmDir, Rename keep/**"]} refused$", output);
+    }
+
+    [Fact]
     public void Passthrough_files_are_served_by_the_kernel_and_pinned_attributes_by_the_fast_path()
     {
         var fs = (ShieldFileSystem)m.Fs;
@@ -250,6 +286,11 @@ public class ShieldFsTests(ShieldMount m) : IClassFixture<ShieldMount>
             Assert.Equal(0, Posix.LStat(Path.Combine(m.Root, "small.txt"), out var pinnedStat));
             Assert.Equal(777, pinnedStat.Size);
             Assert.True(m.Session.FastPathServed > served);
+            if (m.Session.Offload!.Statistics is not null)
+            {
+                using var pinned = Kernel.FuseStatistics.OpenPinned(m.Session.Mount!.ConnectionId)!;
+                Assert.Equal((ulong)m.Session.FastPathServed, pinned.FastPathServed().Single(f => f.Opcode == FuseOpcode.GetAttr).Served);
+            }
         }
         finally { ShieldFileSystem.PinnedAttrs.Clear(); }
     }

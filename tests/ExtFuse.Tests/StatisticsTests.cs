@@ -59,6 +59,94 @@ public class StatisticsTests
     }
 
     [Fact]
+    public void A_daemon_counts_from_its_mount_pins_the_counts_and_removes_the_pins_at_unmount()
+    {
+        uint connection;
+        string pins;
+        using (var m = new MemoryMount())
+        {
+            connection = m.Session.Mount!.ConnectionId;
+            pins = FuseStatistics.PinDirectory(connection);
+            Assert.NotNull(m.Session.Offload!.Statistics);
+            Assert.True(Directory.Exists(pins), $"no pins at {pins}");
+            var d = m.NewDir();
+            for (var i = 0; i < 5; i++) File.WriteAllText(Path.Combine(d, $"f{i}"), "x");
+
+            // Another reader of the pins (as `extfuse stats` in another process) sees the counts since mount.
+            using var pinned = FuseStatistics.OpenPinned(connection);
+            Assert.NotNull(pinned);
+            Assert.Equal(Environment.ProcessId, pinned.OwnerPid);
+            Assert.True(pinned.Counting > TimeSpan.Zero && pinned.Counting < TimeSpan.FromMinutes(5), pinned.Counting.ToString());
+            var deadline = DateTime.UtcNow.AddSeconds(5);
+            Dictionary<FuseOpcode, ulong> kernel;
+            do
+            {
+                Thread.Sleep(20);
+                kernel = pinned.Snapshot().ToDictionary(s => s.Opcode, s => s.Sent);
+            } while (Watched.Any(o => (ulong)m.Session.RequestsOf(o) != kernel.GetValueOrDefault(o)) && DateTime.UtcNow < deadline);
+            foreach (var op in Watched) Assert.True((ulong)m.Session.RequestsOf(op) == kernel.GetValueOrDefault(op), $"{op}: daemon {m.Session.RequestsOf(op)}, kernel {kernel.GetValueOrDefault(op)}");
+            Assert.Equal(5ul, kernel[FuseOpcode.Create]);
+
+            // Slow-request events, from the ring buffer of the pinned maps: with a 1 ns threshold, every request.
+            var slow = new List<SlowRequest>();
+            var tid = 0;
+            using (var events = pinned.WatchSlowRequests(TimeSpan.FromTicks(1), slow.Add))
+            {
+                var t = new Thread(() => { tid = gettid(); for (var i = 0; i < 3; i++) File.WriteAllText(Path.Combine(d, $"g{i}"), "y"); });
+                t.Start();
+                t.Join();
+                deadline = DateTime.UtcNow.AddSeconds(5);
+                while (slow.Count(r => r.Opcode == FuseOpcode.Create) < 3 && DateTime.UtcNow < deadline) events.Poll(TimeSpan.FromMilliseconds(100));
+            }
+            Assert.Equal(3, slow.Count(r => r.Opcode == FuseOpcode.Create));
+            Assert.All(slow, r => Assert.True(r.Latency > TimeSpan.Zero && r.Unique != 0));
+            Assert.All(slow.Where(r => r.Opcode == FuseOpcode.Create), r => Assert.Equal((uint)tid, r.Pid));   // the calling thread, as FUSE reports it
+        }
+        Assert.False(Directory.Exists(pins), "the daemon left its pins behind");
+        Assert.Null(FuseStatistics.OpenPinned(connection));
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc")] private static extern int gettid();
+
+    [Fact]
+    public void Stats_of_an_ExtFuse_daemon_prints_the_totals_since_mount_with_its_rule_counters()
+    {
+        using var m = new MemoryMount();
+        var d = m.NewDir();
+        for (var i = 0; i < 4; i++) File.WriteAllText(Path.Combine(d, $"f{i}"), "x");
+        var (code, output) = CliProcess.Run(["stats", m.Root]);
+        Assert.True(code == 0, output);
+        Assert.Contains($"since mount by daemon {Environment.ProcessId}", output);
+        Assert.Matches(@"(?m)^Create\s+4\s", output);
+        Assert.Contains("since mount, counted in the kernel", output);
+    }
+
+    [Fact]
+    public void Without_BPF_the_daemon_mounts_on_the_managed_path_with_one_warning()
+    {
+        // A normal user gets no bpf(2) here (kernel.unprivileged_bpf_disabled): the daemon's view of a kernel without BPF.
+        var dir = Directory.CreateTempSubdirectory("extfuse-nobpf-").FullName;
+        Shell.Run($"chown {CliProcess.Nobody}:{CliProcess.Nobody} '{dir}'");
+        using var cli = CliProcess.Start(["mount", "memory", dir], asUser: CliProcess.Nobody);
+        try
+        {
+            cli.WaitForOutput("mounted at");
+            var (code, output) = Shell.Run($"echo managed > '{dir}/f' && cat '{dir}/f'", asUser: CliProcess.Nobody);
+            Assert.True(code == 0 && output == "managed\n", output);
+            var warnings = cli.Output.Split('\n').Where(l => l.Contains("warn:")).ToList();
+            Assert.True(warnings.Count == 1, cli.Output);
+            Assert.Contains("no BPF on this kernel for this daemon (not permitted to a normal user: needs root (CAP_BPF))", warnings[0]);
+            Assert.Contains("statistics -> daemon counters only", warnings[0]);
+        }
+        finally
+        {
+            cli.Signal(15);
+            cli.WaitForExit(20_000);
+            Shell.Run($"umount -l '{dir}' 2>/dev/null; rmdir '{dir}'");
+        }
+    }
+
+    [Fact]
     public void Requests_of_other_mounts_are_not_counted()
     {
         using var watched = new MemoryMount();

@@ -36,6 +36,12 @@ enum {
 	BPF_EXIST = 2,
 };
 
+/* map_flags */
+enum {
+	BPF_F_NO_PREALLOC = 1U << 0,
+	BPF_F_MMAPABLE = 1U << 10,
+};
+
 #include <bpf/bpf_helpers.h>
 
 #endif

@@ -42,14 +42,18 @@ public sealed class PathRuleSet
     /// The errno of the first [Deny] rule that refuses this operation on this path for this caller, or 0.
     /// comm is asked for only when a rule that otherwise matches names a process.
     /// </summary>
-    public int Denied(FuseOps op, string? path, uint uid, uint gid, Func<string?> comm) => FirstDenial(op, path, null, uid, gid, comm);
+    public int Denied(FuseOps op, string? path, uint uid, uint gid, Func<string?> comm) => FirstDenial(op, path, null, uid, gid, comm, out _);
+
+    /// <summary>The same, with the index of the rule that refused (-1 when none did).</summary>
+    public int Denied(FuseOps op, string? path, uint uid, uint gid, Func<string?> comm, out int rule) => FirstDenial(op, path, null, uid, gid, comm, out rule);
 
     /// <summary>Same as <see cref="Denied(FuseOps, string?, uint, uint, Func{string?})"/> from precomputed path bits, as the kernel decides.</summary>
-    public int Denied(FuseOps ops, ulong pathBits, uint uid, uint gid, string? comm) => FirstDenial(ops, null, pathBits, uid, gid, () => comm);
+    public int Denied(FuseOps ops, ulong pathBits, uint uid, uint gid, string? comm) => FirstDenial(ops, null, pathBits, uid, gid, () => comm, out _);
 
     /// <summary>One loop for both: a rule's glob is matched against the path, or read from its bit.</summary>
-    private int FirstDenial(FuseOps ops, string? path, ulong? pathBits, uint uid, uint gid, Func<string?> comm)
+    private int FirstDenial(FuseOps ops, string? path, ulong? pathBits, uint uid, uint gid, Func<string?> comm, out int index)
     {
+        index = -1;
         for (var i = 0; i < _rules.Length; i++)
         {
             var (rule, glob) = _rules[i];
@@ -57,20 +61,24 @@ public sealed class PathRuleSet
             if (!(pathBits is { } bits ? glob is null || (bits & (1UL << i)) != 0 : Matches(glob, path))) continue;
             if (rule.Uid >= 0 && rule.Uid != uid || rule.Gid >= 0 && rule.Gid != gid) continue;
             if (rule.Comm is not null && rule.Comm != comm()) continue;
+            index = i;
             return rule.Errno;
         }
         return 0;
     }
 
-    public bool IsHidden(string? path) => HasHide && path is not null && AnyMatches(PathRuleKind.Hide, path);
+    public bool IsHidden(string? path) => HidingRule(path) >= 0;
 
-    public bool IsPassthrough(string? path) => HasPassthrough && AnyMatches(PathRuleKind.Passthrough, path);
+    /// <summary>The index of the first [Hide] rule matching the path, or -1.</summary>
+    public int HidingRule(string? path) => HasHide && path is not null ? FirstMatch(PathRuleKind.Hide, path) : -1;
 
-    private bool AnyMatches(PathRuleKind kind, string? path)
+    public bool IsPassthrough(string? path) => HasPassthrough && FirstMatch(PathRuleKind.Passthrough, path) >= 0;
+
+    private int FirstMatch(PathRuleKind kind, string? path)
     {
-        foreach (var (rule, glob) in _rules)
-            if (rule.Kind == kind && Matches(glob, path)) return true;
-        return false;
+        for (var i = 0; i < _rules.Length; i++)
+            if (_rules[i].Rule.Kind == kind && Matches(_rules[i].Glob, path)) return i;
+        return -1;
     }
 
     /// <summary>The kernel's name for a process (/proc/PID/comm), or null when it is gone.</summary>

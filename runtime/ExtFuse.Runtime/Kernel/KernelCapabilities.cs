@@ -18,13 +18,26 @@ public static partial class KernelCapabilities
     /// <summary>The probe programs (bpf-runtime/ExtFuse.Bpf/probes), built next to the assemblies.</summary>
     public static string ProbeObject => Path.Combine(AppContext.BaseDirectory, "extfuse_caps.bpf.o");
 
-    public static IReadOnlyList<Capability> Probe()
+    /// <summary>Everything: the BPF features, then FUSE's (which mounts an empty file system for a moment).</summary>
+    public static IReadOnlyList<Capability> Probe() => [.. ProbeBpf(), .. FuseFeatures()];
+
+    /// <summary>The BPF features, probed once per process (the kernel does not change under it).</summary>
+    public static IReadOnlyList<Capability> ProbeBpf() => Bpf.Value;
+
+    private static readonly Lazy<IReadOnlyList<Capability>> Bpf = new(() =>
     {
-        var caps = new List<Capability> { BpfSyscall(), BpfFs(), Btf() };
-        caps.AddRange(BpfPrograms());
-        caps.AddRange(FuseFeatures());
-        return caps;
-    }
+        var syscall = BpfSyscall();
+        if (!syscall.Available)
+            return [syscall, .. new[] { "bpffs", "BTF", "syscall programs and test_run", "BPF LSM", "trampolines (fentry)", "tp_btf on FUSE tracepoints", "ExtFUSE program type" }
+                .Select(n => new Capability(n, false, "no bpf(2): " + syscall.Detail))];
+        return [syscall, BpfFs(), Btf(), .. BpfPrograms(), ExtFuseProgramType()];
+    });
+
+    /// <summary>Whether <paramref name="name"/> was found working (names as <see cref="Probe"/> reports them).</summary>
+    public static bool Has(this IReadOnlyList<Capability> caps, string name) => caps.Any(c => c.Name == name && c.Available);
+
+    public static Capability Get(this IReadOnlyList<Capability> caps, string name) =>
+        caps.FirstOrDefault(c => c.Name == name) ?? new Capability(name, false, "not probed");
 
     private static Capability BpfSyscall()
     {
@@ -127,8 +140,24 @@ public static partial class KernelCapabilities
                 (offered & InitFlags.Passthrough) != 0 ? "offered at INIT (backing files need CAP_SYS_ADMIN)" : "not offered at INIT"),
             new("FUSE over io_uring", (offered & InitFlags.OverIoUring) != 0,
                 (offered & InitFlags.OverIoUring) != 0 ? "offered at INIT" : "not offered at INIT" + uring),
-            new("ExtFUSE program type", false, "not probed: only an ExtFUSE-patched kernel has it, and this build does not know its INIT flag bit"),
         ];
+    }
+
+    /// <summary>
+    /// An ExtFUSE-patched kernel adds BPF_PROG_TYPE_EXTFUSE to enum bpf_prog_type, so its BTF names
+    /// the type and its number: found there, then tried by loading a two-instruction program of it.
+    /// </summary>
+    private static Capability ExtFuseProgramType()
+    {
+        const string Name = "ExtFUSE program type";
+        int? type;
+        try { type = BpfProbe.BtfEnumValue("bpf_prog_type", "BPF_PROG_TYPE_EXTFUSE"); }
+        catch (BpfException e) { return new(Name, false, e.Message); }
+        if (type is not { } n)
+            return new(Name, false, "not in this kernel (its BTF has no BPF_PROG_TYPE_EXTFUSE): a stock kernel; the generated extfuse/ programs need the ExtFUSE patches");
+        var err = BpfProbe.LoadTrivial(n);
+        return err == 0 ? new(Name, true, $"BPF_PROG_TYPE_EXTFUSE ({n}) loads")
+            : new(Name, false, $"the kernel names BPF_PROG_TYPE_EXTFUSE ({n}) but refuses a program of it: {BpfProbe.Describe(err)}");
     }
 
     private sealed class EmptyFileSystem : RawFileSystem;

@@ -46,6 +46,7 @@ public sealed record MountOptions
           congestion_threshold=N (48)
           writeback_cache        kernel write-back cache (writes are batched by the kernel)
           export_support         answer "." and ".." lookups (NFS export, open_by_handle_at)
+          no_bpf                 no BPF: no in-kernel statistics, counters kept in the daemon
         """;
 
     /// <summary>Parses one or more -o arguments on top of these options.</summary>
@@ -88,6 +89,7 @@ public sealed record MountOptions
                 case "congestion_threshold": s = s with { CongestionThreshold = (ushort)Number(key, value, 1, ushort.MaxValue) }; break;
                 case "writeback_cache": s = s with { WritebackCache = true }; break;
                 case "export_support": s = s with { ExportSupport = true }; break;
+                case "no_bpf": s = s with { Bpf = false }; break;
                 default: throw new FuseException($"unknown mount option '{raw}' (extfuse --help lists them)", Errno.EINVAL);
             }
         }

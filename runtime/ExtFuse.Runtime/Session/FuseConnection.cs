@@ -16,6 +16,8 @@ public sealed record FuseSessionOptions
     public bool WritebackCache { get; init; }
     /// <summary>Handle "." and ".." lookups (needed for NFS export and open_by_handle_at).</summary>
     public bool ExportSupport { get; init; }
+    /// <summary>Use BPF where the kernel allows (in-kernel statistics, shared counters); false: the managed path only (-o no_bpf).</summary>
+    public bool Bpf { get; init; } = true;
 }
 
 /// <summary>What INIT negotiated. A file system may adjust Flags and the limits in RawFileSystem.Init.</summary>

@@ -240,18 +240,21 @@ public sealed partial class FuseSession
                 if ((set.Valid & SetAttrValid.Mode) != 0) req.Mode = set.Mode;
                 break;
         }
-        foreach (var rule in _rules)
+        for (var i = 0; i < _rules.Length; i++)
         {
+            var rule = _rules[i];
             if ((rule.Ops & ops) == 0) continue;
             var err = rule.Check(in req);
             if (err == 0) continue;
             Log.RuleDenied(rule.Name, op, r.Unique, r.Uid, err);
+            _offload?.CountRule(i);
             r.ReplyError(err);
             return true;
         }
-        if ((ops & _pathOps) != 0 && PathDenied(r, op, ops, node, body) is var (errno, kind) && errno != 0)
+        if ((ops & _pathOps) != 0 && PathDenied(r, op, ops, node, body) is var (errno, index) && errno != 0)
         {
-            Log.RuleDenied(kind, op, r.Unique, r.Uid, errno);
+            Log.RuleDenied(_ruleNames[_rules.Length + index], op, r.Unique, r.Uid, errno);
+            _offload?.CountRule(_rules.Length + index);
             r.ReplyError(errno);
             return true;
         }
@@ -268,7 +271,7 @@ public sealed partial class FuseSession
     /// removes (both names of a rename). Decided here, where every such request arrives, never
     /// from a LOOKUP the kernel may have cached for another caller.
     /// </summary>
-    private (int Errno, string Rule) PathDenied(FuseRequest r, FuseOpcode op, ExtFuse.Declarative.FuseOps ops, ulong node, ReadOnlySpan<byte> body)
+    private (int Errno, int Rule) PathDenied(FuseRequest r, FuseOpcode op, ExtFuse.Declarative.FuseOps ops, ulong node, ReadOnlySpan<byte> body)
     {
         ReadOnlySpan<byte> name = default, newName = default;
         ulong newParent = 0;
@@ -291,14 +294,14 @@ public sealed partial class FuseSession
         var here = _fs.PathOf(node);
         var path = name.IsEmpty ? here : ExtFuse.Declarative.PathRuleSet.Join(here, name);
         var target = newParent == 0 ? null : ExtFuse.Declarative.PathRuleSet.Join(_fs.PathOf(newParent), newName);
-        if ((ops & HideOps) != 0 && _paths.IsHidden(op == FuseOpcode.Rename || op == FuseOpcode.Rename2 ? target : path))
-            return (op == FuseOpcode.Lookup ? Errno.ENOENT : Errno.EACCES, "[Hide]");
+        if ((ops & HideOps) != 0 && _paths.HidingRule(op == FuseOpcode.Rename || op == FuseOpcode.Rename2 ? target : path) is var hide and >= 0)
+            return (op == FuseOpcode.Lookup ? Errno.ENOENT : Errno.EACCES, hide);
         string? comm = null;
         var pid = r.Pid;
         string? Comm() => comm ??= ExtFuse.Declarative.PathRuleSet.CommOf(pid);
-        var errno = _paths.Denied(ops, path, r.Uid, r.Gid, Comm);
-        if (errno == 0 && target is not null) errno = _paths.Denied(ops, target, r.Uid, r.Gid, Comm);
-        return (errno, "[Deny]");
+        var errno = _paths.Denied(ops, path, r.Uid, r.Gid, Comm, out var rule);
+        if (errno == 0 && target is not null) errno = _paths.Denied(ops, target, r.Uid, r.Gid, Comm, out rule);
+        return (errno, rule);
     }
 
     /// <summary>Runs the [FastPath] twin for GETATTR: true when it answered (served or refused).</summary>
@@ -308,15 +311,14 @@ public sealed partial class FuseSession
         var reply = default(FuseAttrOut);
         var result = fast.Handle(in req, ref reply);
         if (result == ExtFuse.Declarative.FastPath.Continue) return false;
-        Interlocked.Increment(ref _fastPathServed);
+        _offload?.CountFastPath(FuseOpcode.GetAttr);
         if (result == ExtFuse.Declarative.FastPath.Served) r.ReplyAttr(reply);
         else r.ReplyError(result > 0 ? result : Errno.EIO);
         return true;
     }
 
     /// <summary>Requests a [FastPath] twin answered without the handler.</summary>
-    public long FastPathServed => Interlocked.Read(ref _fastPathServed);
-    private long _fastPathServed;
+    public long FastPathServed => (long)(_offload?.FastPathServed(FuseOpcode.GetAttr) ?? 0);
 
     private static ref readonly T Arg<T>(ReadOnlySpan<byte> body) where T : unmanaged
     {
@@ -397,6 +399,12 @@ public sealed partial class FuseSession
         };
         r.Reply(reply);
         Log.Negotiated(c.ProtocolMajor, c.ProtocolMinor, c.MaxWrite, c.MaxReadahead, c.Flags);
+        if (_offload is { } offload)
+        {
+            var plan = ExtFuse.Kernel.KernelOffload.Format(offload.Plan(c));
+            if (offload.NoBpf) Log.NoBpf(offload.NoBpfReason, plan);
+            else Log.Offload(plan);
+        }
         _initialized.TrySetResult();
     }
 

@@ -22,6 +22,8 @@ public sealed partial class FuseSession : IDisposable
     /// <summary>Operations some path rule applies to: only those compute a path.</summary>
     private readonly ExtFuse.Declarative.FuseOps _pathOps;
     private readonly ExtFuse.Declarative.FastPathRule? _fastGetAttr;
+    private readonly string[] _ruleNames;
+    private ExtFuse.Kernel.KernelOffload? _offload;
     private readonly FuseSessionOptions _options;
     private readonly ConcurrentDictionary<ulong, FuseRequest> _detached = new();
     private readonly List<Reader> _readers = [];
@@ -44,6 +46,7 @@ public sealed partial class FuseSession : IDisposable
         _pathOps = _paths.DenyOps | (_paths.HasHide ? HideOps : 0);
         _ruleOps |= _pathOps;
         _fastGetAttr = fs.FastPaths.FirstOrDefault(f => f.Op == ExtFuse.Declarative.FuseOps.GetAttr);
+        _ruleNames = [.. ExtFuse.Kernel.KernelOffload.RuleNames(fs)];
         _options = options ?? new FuseSessionOptions();
         Log = new SessionLog(logger ?? NullLogger.Instance);
     }
@@ -52,6 +55,8 @@ public sealed partial class FuseSession : IDisposable
     public FuseConnection Connection { get; } = new();
     public FuseMount? Mount { get; private set; }
     public uint ProtocolMinor => Connection.ProtocolMinor;
+    /// <summary>The kernel side of this mount (statistics, fast-path and rule counters, where each rule runs); set by <see cref="Start"/>, disposed when the session ends.</summary>
+    public ExtFuse.Kernel.KernelOffload? Offload => _offload;
     /// <summary>Completes when the kernel's INIT has been answered.</summary>
     public Task Initialized => _initialized.Task;
     /// <summary>Completes when every reader has stopped (unmount, abort, or a fatal read error).</summary>
@@ -92,6 +97,7 @@ public sealed partial class FuseSession : IDisposable
     {
         if (Mount is not null) throw new InvalidOperationException("session already started");
         Mount = mount;
+        _offload = ExtFuse.Kernel.KernelOffload.Start(_fs, mount.ConnectionId, _options.Bpf);
         _notifyChannel = new DeviceChannel(mount.Fd);
         var bufferSize = (int)Math.Max(FuseConstants.MinReadBuffer, EffectiveMaxWrite() + 4096);
         var threads = Math.Max(1, _options.Threads);
@@ -216,6 +222,7 @@ public sealed partial class FuseSession : IDisposable
     {
         if (Interlocked.Decrement(ref _liveReaders) != 0) return;
         RunDestroy();
+        _offload?.Dispose();
         Log.Ended(reason);
         foreach (var kv in _retrieves) kv.Value.TrySetException(new FuseException("session ended", Errno.ENODEV));
         _initialized.TrySetException(new FuseException($"session ended before INIT ({reason})", Errno.ENODEV));

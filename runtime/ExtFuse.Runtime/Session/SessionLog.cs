@@ -46,6 +46,12 @@ internal sealed partial class SessionLog
     [LoggerMessage(10, LogLevel.Error, "Destroy() of the file system failed")]
     public partial void DestroyFailed(Exception ex);
 
+    [LoggerMessage(13, LogLevel.Information, "fast path: {Plan}")]
+    public partial void Offload(string plan);
+
+    [LoggerMessage(14, LogLevel.Warning, "no BPF on this kernel for this daemon ({Reason}): the managed path serves everything; {Plan}")]
+    public partial void NoBpf(string reason, string plan);
+
     [LoggerMessage(12, LogLevel.Warning, "[Passthrough]: the kernel refused a backing file (errno {Errno}: passthrough needs CAP_SYS_ADMIN and a file system it can stack on); the daemon serves reads and writes")]
     public partial void PassthroughRefused(int errno);
 }

@@ -1,0 +1,155 @@
+using System.Runtime.CompilerServices;
+using ExtFuse.Bpf;
+using ExtFuse.Declarative;
+using ExtFuse.Protocol;
+using ExtFuse.Session;
+
+namespace ExtFuse.Kernel;
+
+/// <summary>Where one kind of rule of a mounted file system runs, and why there.</summary>
+public sealed record OffloadChoice(string Rules, bool InKernel, string Where);
+
+/// <summary>
+/// The kernel side of one mounted file system, chosen from the capability probe: in-kernel
+/// statistics (tp_btf, pinned for `extfuse stats`) when the kernel has them, and the fast-path
+/// and rule hit counters, in a BPF array the daemon maps into its memory (or in the daemon's
+/// own memory without BPF). <see cref="Plan"/> says where each rule runs; the session logs it
+/// once at mount.
+/// </summary>
+public sealed class KernelOffload : IDisposable
+{
+    private BpfMappedArray<ulong>? _shared;
+    private readonly long[] _own = new long[FuseStatistics.CounterSlots];
+    private readonly RawFileSystem _fs;
+    private readonly IReadOnlyList<Capability> _caps;
+
+    private KernelOffload(RawFileSystem fs, IReadOnlyList<Capability> caps, FuseStatistics? stats, BpfMappedArray<ulong>? shared, string statsDetail)
+    {
+        _fs = fs;
+        _caps = caps;
+        Statistics = stats;
+        _shared = shared;
+        StatisticsDetail = statsDetail;
+    }
+
+    /// <summary>Rule names, as counted: the [Check] rules by name, then the path rules in declaration order.</summary>
+    public static IReadOnlyList<string> RuleNames(RawFileSystem fs) =>
+        [.. fs.Rules.Select(r => r.Name), .. fs.PathRules.Select(Describe)];
+
+    private static string Describe(PathRule r) => r.Kind switch
+    {
+        PathRuleKind.Hide => $"[Hide] {r.Path}",
+        PathRuleKind.Passthrough => $"[Passthrough] {r.Path}",
+        _ => $"[Deny] {r.Ops} {r.Path ?? "**"}" + (r.Uid >= 0 ? $" uid={r.Uid}" : "") + (r.Gid >= 0 ? $" gid={r.Gid}" : "") + (r.Comm is null ? "" : $" comm={r.Comm}"),
+    };
+
+    /// <summary>Sets up what the kernel allows for connection <paramref name="connectionId"/>; without BPF, counters stay in the daemon.</summary>
+    public static KernelOffload Start(RawFileSystem fs, uint connectionId, bool useBpf)
+    {
+        if (!useBpf)
+            return new(fs, [], null, null, "off (-o no_bpf)");
+        var caps = KernelCapabilities.ProbeBpf();
+        if (!caps.Has("tp_btf on FUSE tracepoints"))
+            return new(fs, caps, null, null, caps.Has("bpf(2)") ? caps.Get("tp_btf on FUSE tracepoints").Detail : "no BPF");
+        FuseStatistics? stats = null;
+        try
+        {
+            stats = FuseStatistics.Attach(connectionId);
+            stats.NameRules(RuleNames(fs));
+            var detail = "tp_btf";
+            if (caps.Has("bpffs"))
+            {
+                stats.Pin(Environment.ProcessId);
+                detail += $", pinned at {FuseStatistics.PinDirectory(connectionId)}";
+            }
+            return new(fs, caps, stats, stats.MapCounters(), detail);
+        }
+        catch (Exception e) when (e is BpfException or IOException or UnauthorizedAccessException)
+        {
+            stats?.Dispose();
+            return new(fs, caps, null, null, "attach failed: " + e.Message.Split('\n')[0]);
+        }
+    }
+
+    /// <summary>In-kernel request statistics since mount; null when the kernel cannot count them (see <see cref="StatisticsDetail"/>).</summary>
+    public FuseStatistics? Statistics { get; }
+    public string StatisticsDetail { get; }
+
+    /// <summary>True when this kernel gave the daemon no BPF at all.</summary>
+    public bool NoBpf => _caps.Count > 0 && !_caps.Has("bpf(2)");
+    public string NoBpfReason => _caps.Get("bpf(2)").Detail;
+
+    internal void CountFastPath(FuseOpcode op) => Increment((int)Math.Min((uint)op, 63u));
+
+    internal void CountRule(int rule)
+    {
+        if (rule >= 0 && rule < FuseStatistics.MaxRules) Increment(FuseStatistics.FirstRuleSlot + rule);
+    }
+
+    private void Increment(int slot)
+    {
+        if (_shared is { } m) Interlocked.Increment(ref Unsafe.As<ulong, long>(ref m[slot]));
+        else Interlocked.Increment(ref _own[slot]);
+    }
+
+    private ulong Read(int slot)
+    {
+        lock (_own) return _shared is { } m ? Volatile.Read(ref m[slot]) : (ulong)Volatile.Read(ref _own[slot]);
+    }
+
+    /// <summary>Requests a [FastPath] answered, by opcode (the daemon's and the kernel's together).</summary>
+    public ulong FastPathServed(FuseOpcode op) => Read((int)Math.Min((uint)op, 63u));
+
+    /// <summary>Every rule of the file system with how often it refused a request.</summary>
+    public IReadOnlyList<RuleHits> RuleHits()
+    {
+        var names = RuleNames(_fs);
+        return [.. names.Take(FuseStatistics.MaxRules).Select((n, i) => new RuleHits(n, Read(FuseStatistics.FirstRuleSlot + i)))];
+    }
+
+    /// <summary>Where each kind of rule the file system declares runs, given what INIT negotiated.</summary>
+    public IReadOnlyList<OffloadChoice> Plan(FuseConnection connection)
+    {
+        var plan = new List<OffloadChoice>();
+        if (_fs is ExtFuse.Nodes.NodeFileSystem nodes)
+            plan.Add(new("caching", true, $"kernel caches (entry {Seconds(nodes.EntryTimeout)}, attr {Seconds(nodes.AttrTimeout)})"));
+        var paths = _fs.PathRules;
+        if (paths.Any(p => p.Kind == PathRuleKind.Passthrough))
+            plan.Add(connection.Has(InitFlags.Passthrough)
+                ? new("[Passthrough]", true, "kernel (FUSE passthrough)")
+                : new("[Passthrough]", false, "daemon (" + ((connection.KernelFlags & InitFlags.Passthrough) == 0 ? "the kernel offers no FUSE passthrough" : "passthrough is off with writeback_cache") + ")"));
+        var enforced = new[] { (_fs.Rules.Count > 0, "[Check]"), (paths.Any(p => p.Kind == PathRuleKind.Deny), "[Deny]"), (paths.Any(p => p.Kind == PathRuleKind.Hide), "[Hide]") }
+            .Where(x => x.Item1).Select(x => x.Item2).ToList();
+        if (enforced.Count > 0)
+            plan.Add(new(string.Join(" ", enforced), false, _caps.Has("BPF LSM")
+                ? "daemon (BPF LSM is available; in-kernel enforcement is not attached by this runtime yet)"
+                : $"daemon (no BPF LSM: {Detail("BPF LSM")})"));
+        if (_fs.FastPaths.Count > 0)
+            plan.Add(new($"[FastPath] {string.Join(" ", _fs.FastPaths.Select(f => f.Op))}", false, _caps.Has("ExtFUSE program type")
+                ? "daemon (the kernel has the ExtFUSE program type; attaching it at INIT is not done by this runtime yet)"
+                : $"daemon, after the kernel's attribute cache (no ExtFUSE program type: {Detail("ExtFUSE program type")})"));
+        plan.Add(Statistics is null ? new("statistics", false, $"daemon counters only ({StatisticsDetail})") : new("statistics", true, $"kernel ({StatisticsDetail})"));
+        return plan;
+    }
+
+    private string Detail(string cap) => _caps.Count == 0 ? "-o no_bpf" : _caps.Get(cap).Detail;
+
+    private static string Seconds(TimeSpan t) => $"{t.TotalSeconds:0.###} s";
+
+    /// <summary>The plan as the one line logged at mount.</summary>
+    public static string Format(IEnumerable<OffloadChoice> plan) => string.Join("; ", plan.Select(c => $"{c.Rules} -> {c.Where}"));
+
+    /// <summary>Called once the readers have stopped: the counts stay readable, from the daemon's own copy.</summary>
+    public void Dispose()
+    {
+        lock (_own)
+        {
+            var shared = _shared;
+            if (shared is not null)
+                for (var i = 0; i < _own.Length; i++) _own[i] = (long)shared[i];
+            _shared = null;
+            shared?.Dispose();
+        }
+        Statistics?.Dispose();
+    }
+}

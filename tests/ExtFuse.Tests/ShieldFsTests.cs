@@ -296,6 +296,70 @@ public class ShieldFsTests(ShieldMount m) : IClassFixture<ShieldMount>
     }
 
     [Fact]
+    public unsafe void Passthrough_serves_mmap_O_DIRECT_and_splice_without_the_daemon()
+    {
+        var fs = (ShieldFileSystem)m.Fs;
+        var data = new byte[1 << 20];
+        new Random(11).NextBytes(data);
+        var name = $"io-{Guid.NewGuid():N}.bin";
+        File.WriteAllBytes(Path.Combine(m.Source, name), data);
+        var path = Path.Combine(m.Root, name);
+        long Served() => m.Session.RequestsOf(FuseOpcode.Read) + m.Session.RequestsOf(FuseOpcode.Write);
+        var before = Served();
+
+        // mmap: reads fault pages in from the backing file, stores reach it at msync.
+        using (var map = System.IO.MemoryMappedFiles.MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, System.IO.MemoryMappedFiles.MemoryMappedFileAccess.ReadWrite))
+        using (var view = map.CreateViewAccessor())
+        {
+            Assert.Equal(1, fs.BackedInodes);
+            var back = new byte[data.Length];
+            view.ReadArray(0, back, 0, back.Length);
+            Assert.Equal(data, back);
+            view.WriteArray(4096, "mapped"u8.ToArray(), 0, 6);
+            view.Flush();
+        }
+        Assert.Equal("mapped", System.Text.Encoding.ASCII.GetString(File.ReadAllBytes(Path.Combine(m.Source, name)), 4096, 6));
+
+        // O_DIRECT, with aligned buffers: straight to the backing file, around every page cache.
+        var buf = (byte*)NativeMemory.AlignedAlloc(65536, 4096);
+        try
+        {
+            var fd = Posix.Open(path, Posix.O_RDWR | Posix.O_DIRECT);
+            Assert.True(fd >= 0, $"open O_DIRECT: {fd}");
+            try
+            {
+                var span = new Span<byte>(buf, 65536);
+                Assert.Equal(65536, Posix.PRead(fd, span, 65536));
+                Assert.True(span.SequenceEqual(data.AsSpan(65536, 65536)));
+                span.Fill(0x5A);
+                Assert.Equal(65536, Posix.PWrite(fd, span, 131072));
+            }
+            finally { Posix.Close(fd); }
+        }
+        finally { NativeMemory.AlignedFree(buf); }
+        Assert.All(File.ReadAllBytes(Path.Combine(m.Source, name)).AsSpan(131072, 65536).ToArray(), b => Assert.Equal(0x5A, b));
+
+        // splice: file -> pipe -> another offset of the same file.
+        var (pr, pw) = Posix.Pipe();
+        try
+        {
+            var fd = Posix.Open(path, Posix.O_RDWR);
+            try
+            {
+                Assert.Equal(16384, Posix.Splice(fd, 0, pw, -1, 16384));
+                Assert.Equal(16384, Posix.Splice(pr, -1, fd, 524288, 16384));
+            }
+            finally { Posix.Close(fd); }
+        }
+        finally { Posix.Close(pr); Posix.Close(pw); }
+        var final = File.ReadAllBytes(Path.Combine(m.Source, name));
+        Assert.True(final.AsSpan(524288, 16384).SequenceEqual(final.AsSpan(0, 16384)));
+
+        Assert.Equal(before, Served());   // none of it was a READ or WRITE request to the daemon
+        Assert.True(SpinWait.SpinUntil(() => fs.BackedInodes == 0, TimeSpan.FromSeconds(5)), "the backing id outlived the last open");
+    }
+
+    [Fact]
     public void The_build_emits_both_targets_and_every_syscall_program_passes_the_verifier()
     {
         Assert.True(File.Exists(Path.Combine(AppContext.BaseDirectory, ShieldFileSystem.ExtFuseBpfObject)));

@@ -9,7 +9,7 @@ public static unsafe partial class Posix
 {
     private const string L = "libc";
     public const int O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2, O_CREAT = 0x40, O_EXCL = 0x80, O_TRUNC = 0x200,
-        O_APPEND = 0x400, O_DIRECTORY = 0x10000, O_TMPFILE = 0x410000, O_PATH = 0x200000;
+        O_APPEND = 0x400, O_DIRECT = 0x4000, O_DIRECTORY = 0x10000, O_TMPFILE = 0x410000, O_PATH = 0x200000;
     public const int SEEK_SET = 0, SEEK_DATA = 3, SEEK_HOLE = 4;
     public const int RENAME_NOREPLACE = 1, RENAME_EXCHANGE = 2;
     public const int AT_FDCWD = -100, AT_SYMLINK_FOLLOW = 0x400, AT_EMPTY_PATH = 0x1000;
@@ -196,6 +196,21 @@ public static unsafe partial class Posix
     [LibraryImport(L, EntryPoint = "copy_file_range", SetLastError = true)]
     private static partial nint copy_file_range_(int fdIn, long* offIn, int fdOut, long* offOut, nuint len, uint flags);
     public static long CopyFileRange(int fdIn, long offIn, int fdOut, long offOut, long len) => ErrL(copy_file_range_(fdIn, &offIn, fdOut, &offOut, (nuint)len, 0));
+
+    [LibraryImport(L, EntryPoint = "splice", SetLastError = true)]
+    private static partial nint splice_(int fdIn, long* offIn, int fdOut, long* offOut, nuint len, uint flags);
+    /// <summary>splice(2) from fdIn at offIn (a file) to fdOut (a pipe), or from a pipe to a file at offOut when offIn is negative.</summary>
+    public static long Splice(int fdIn, long offIn, int fdOut, long offOut, long len) =>
+        ErrL(splice_(fdIn, offIn < 0 ? null : &offIn, fdOut, offOut < 0 ? null : &offOut, (nuint)len, 0));
+
+    [LibraryImport(L, EntryPoint = "pipe2", SetLastError = true)]
+    private static partial int pipe2_(int* fds, int flags);
+    public static (int Read, int Write) Pipe()
+    {
+        var fds = stackalloc int[2];
+        var rc = Err(pipe2_(fds, O_CLOEXEC));
+        return rc < 0 ? throw new IOException($"pipe2: {rc}") : (fds[0], fds[1]);
+    }
 
     // Directory streams, for telldir/seekdir.
     [LibraryImport(L, EntryPoint = "opendir", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]

@@ -18,6 +18,9 @@ public abstract class RawFileSystem
     /// <summary>Called with the negotiated connection before the INIT reply; adjust <paramref name="conn"/> here.</summary>
     public virtual void Init(FuseConnection conn) { }
 
+    /// <summary>The session serving this file system once started: for notifications (invalidation) outside a request.</summary>
+    public FuseSession? Session { get; internal set; }
+
     /// <summary>Called once when the session ends (DESTROY or unmount).</summary>
     public virtual void Destroy() { }
 

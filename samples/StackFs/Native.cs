@@ -29,6 +29,20 @@ internal static unsafe partial class Native
     public static int OpenAt(int dirfd, byte* path, int flags, uint mode = 0) => R(openat_(dirfd, path, flags | O_CLOEXEC, mode));
 
     [LibraryImport(L, EntryPoint = "close")] public static partial int Close(int fd);
+
+    public const uint IN_MODIFY = 0x2, IN_ATTRIB = 0x4, IN_CLOSE_WRITE = 0x8, IN_MOVED_FROM = 0x40, IN_MOVED_TO = 0x80, IN_CREATE = 0x100,
+        IN_DELETE = 0x200, IN_DELETE_SELF = 0x400, IN_MOVE_SELF = 0x800, IN_Q_OVERFLOW = 0x4000, IN_IGNORED = 0x8000, IN_ONLYDIR = 0x1000000,
+        IN_EXCL_UNLINK = 0x4000000;
+    [LibraryImport(L, EntryPoint = "inotify_init1", SetLastError = true)] private static partial int inotify_init1_(int flags);
+    public static int InotifyInit() => R(inotify_init1_(O_CLOEXEC | 0x800 /* IN_NONBLOCK */));
+    [LibraryImport(L, EntryPoint = "inotify_add_watch", SetLastError = true)] private static partial int inotify_add_watch_(int fd, byte* path, uint mask);
+    public static int InotifyAddWatch(int fd, byte* path, uint mask) => R(inotify_add_watch_(fd, path, mask));
+    [LibraryImport(L, EntryPoint = "inotify_rm_watch")] public static partial int InotifyRmWatch(int fd, int wd);
+    [LibraryImport(L, EntryPoint = "poll", SetLastError = true)] private static partial int poll_(long* fds, nuint count, int timeoutMs);
+    /// <summary>Waits until <paramref name="fd"/> is readable: 1, 0 on timeout, -errno.</summary>
+    public static int PollIn(int fd, int timeoutMs) { long pfd = (uint)fd | (1L << 32) /* events = POLLIN */; return R(poll_(&pfd, 1, timeoutMs)); }
+    [LibraryImport(L, EntryPoint = "read", SetLastError = true)] private static partial nint read_(int fd, byte* buf, nuint count);
+    public static long Read(int fd, byte* buf, int count) => RL(read_(fd, buf, (nuint)count));
     [LibraryImport(L, EntryPoint = "dup", SetLastError = true)] private static partial int dup_(int fd);
     public static int Dup(int fd) => R(dup_(fd));
 

@@ -31,6 +31,8 @@ internal sealed unsafe class SourceTree
     /// <summary>The source directory opened for reading: open_by_handle_at resolves handles on its file
     /// system, and takes no O_PATH descriptor for it.</summary>
     public int MountFd { get; }
+    /// <summary>Watches the source for changes behind the mount's back, when the file system asked for it.</summary>
+    public SourceWatcher? Watcher { get; set; }
     public ulong RootDev { get; }
     /// <summary>How many nodes may hold a descriptor (in all StackFs instances of the process, unless given to <see cref="Create"/>).</summary>
     public int PinnedLimit { get; }

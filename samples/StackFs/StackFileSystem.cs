@@ -2,6 +2,7 @@ using System.Buffers.Text;
 using ExtFuse.Interop;
 using ExtFuse.Nodes;
 using ExtFuse.Protocol;
+using ExtFuse.Session;
 using static ExtFuse.Samples.Stack.Native;
 
 namespace ExtFuse.Samples.Stack;
@@ -22,8 +23,8 @@ public class StackFileSystem : NodeFileSystem
         Source = opened.Source;
     }
 
-    /// <summary>Opens <paramref name="source"/> and builds the file system over it (for [FileSystem] classes built on StackFs).</summary>
-    protected StackFileSystem(string source, int? pinnedLimit = null) : this(OpenSource(source, pinnedLimit)) { }
+    /// <summary>Opens <paramref name="source"/> and builds the file system over it (also the base of [FileSystem] classes built on StackFs).</summary>
+    public StackFileSystem(string source, int? pinnedLimit = null) : this(OpenSource(source, pinnedLimit)) { }
 
     /// <summary>Opens <paramref name="source"/> and builds the file system over it.</summary>
     /// <param name="pinnedLimit">How many nodes may hold an O_PATH descriptor (default: a quarter of the
@@ -45,6 +46,35 @@ public class StackFileSystem : NodeFileSystem
     }
 
     public string Source { get; }
+
+    /// <summary>
+    /// Watch the source with inotify and invalidate what the kernel caches when it changes behind
+    /// the mount's back (on by default; off leaves staleness bounded by the entry and attribute timeouts).
+    /// </summary>
+    public bool WatchSource { get; init; } = true;
+
+    /// <summary>Invalidations the source watcher has sent (0 without one).</summary>
+    public long SourceInvalidations => _tree.Watcher?.Invalidations ?? 0;
+
+    public override void Init(FuseConnection conn)
+    {
+        base.Init(conn);
+        if (!WatchSource || _tree.Watcher is not null) return;
+        _tree.Watcher = new SourceWatcher(this);
+        ((StackNode)Root).WatchIfDirectory();
+    }
+
+    protected override void OnRegistered(Node node)
+    {
+        if (node is StackNode s) s.WatchIfDirectory();
+    }
+
+    public override void Destroy()
+    {
+        base.Destroy();
+        _tree.Watcher?.Dispose();
+        _tree.Watcher = null;
+    }
 
     /// <summary>How many nodes may hold a descriptor; int.MaxValue when file handles are not available (no CAP_DAC_READ_SEARCH).</summary>
     public int PinnedLimit => _tree.PinnedLimit;
@@ -94,6 +124,7 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
         _counted = counted;
         _tree = tree;
         IsSymlink = (st.Mode & 0xF000) == 0xA000;
+        IsDirectory = (st.Mode & 0xF000) == 0x4000;
         StableIno = StableInoOf(st, tree);
     }
 
@@ -133,6 +164,17 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
     }
 
     private bool IsSymlink { get; }
+    private bool IsDirectory { get; }
+
+    /// <summary>Tells the source watcher that the change it will see for <paramref name="name"/> here is the mount's own, which the kernel already knows.</summary>
+    private void Expect(ReadOnlySpan<byte> name) => _tree.Watcher?.Expect(this, name);
+
+    internal void WatchIfDirectory()
+    {
+        if (!IsDirectory || _tree.Watcher is not { } w) return;
+        using var d = Use();
+        if (d.Error == 0) w.Watch(this, d.Fd);
+    }
 
     /// <summary>The node's descriptor for one call.</summary>
     private NodeFd Use()
@@ -147,6 +189,7 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
 
     protected override void OnForget()
     {
+        if (IsDirectory) _tree.Watcher?.Unwatch(this);
         if (_handle is not null) _tree.HandleNodeGone();
         var fd = Interlocked.Exchange(ref _fd, -1);
         if (fd < 0) return;
@@ -327,6 +370,7 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
         using var d = Use();
         if (d.Error != 0) return d.Error;
         int err;
+        Expect(name);
         using (new AsCaller(ctx)) fixed (byte* p = Z(name, z)) err = MkDirAt(d.Fd, p, mode);
         return err < 0 ? -err : NewChild(d.Fd, name, out child, out attr);
     }
@@ -339,6 +383,7 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
         using var d = Use();
         if (d.Error != 0) return d.Error;
         int err;
+        Expect(name);
         using (new AsCaller(ctx)) fixed (byte* p = Z(name, z)) err = MkNodAt(d.Fd, p, mode, rdev);
         return err < 0 ? -err : NewChild(d.Fd, name, out child, out attr);
     }
@@ -353,6 +398,7 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
         using var d = Use();
         if (d.Error != 0) return d.Error;
         int err;
+        Expect(name);
         using (new AsCaller(ctx)) fixed (byte* p = Z(name, z)) fixed (byte* tp = Z(target, t)) err = SymlinkAt(tp, d.Fd, p);
         return err < 0 ? -err : NewChild(d.Fd, name, out child, out attr);
     }
@@ -368,6 +414,7 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
         using var source = ((StackNode)target).Use();
         if (source.Error != 0) return source.Error;
         int err;
+        Expect(name);
         fixed (byte* p = Z(name, z)) fixed (byte* pp = ProcPath(source.Fd, proc))
             err = LinkAt(AT_FDCWD, pp, d.Fd, p, AT_SYMLINK_FOLLOW);
         return err < 0 ? -err : NewChild(d.Fd, name, out child, out attr);
@@ -385,6 +432,7 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
         fixed (byte* p = Z(name, z))
         {
             KeepVictimReachable(d.Fd, p);
+            Expect(name);
             return -Math.Min(UnlinkAt(d.Fd, p, flags), 0);
         }
     }
@@ -400,7 +448,12 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
         if (to.Error != 0) return to.Error;
         fixed (byte* pa = Z(name, a)) fixed (byte* pb = Z(newName, b))
         {
-            if ((flags & RENAME_EXCHANGE) == 0) KeepVictimReachable(to.Fd, pb);
+            if ((flags & RENAME_EXCHANGE) == 0)
+            {
+                KeepVictimReachable(to.Fd, pb);
+                Expect(name);
+                ((StackNode)newParent).Expect(newName);
+            }
             return -Math.Min(RenameAt2(from.Fd, pa, to.Fd, pb, flags), 0);
         }
     }
@@ -417,6 +470,7 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
         using var d = Use();
         if (d.Error != 0) return d.Error;
         int fd;
+        Expect(name);
         using (new AsCaller(ctx)) fixed (byte* p = Z(name, z)) fd = OpenAt(d.Fd, p, ((int)flags & ~O_NOCTTY) | O_CREAT, mode);
         if (fd < 0) return -fd;
         var err = NewChild(d.Fd, name, out child, out attr);

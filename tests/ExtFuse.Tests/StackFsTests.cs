@@ -246,3 +246,125 @@ public class NodeTreeTests(StackMount m) : IClassFixture<StackMount>
         Assert.Null(node.GetPath());
     }
 }
+
+/// <summary>
+/// StackFs with 60 s caches and FOPEN_KEEP_CACHE/CACHE_DIR: what the kernel caches must follow
+/// every change, made through the mount or behind its back in the source.
+/// </summary>
+public class StackFsCachingTests(CachedStackMount m) : IClassFixture<CachedStackMount>
+{
+    /// <summary>Waits for a condition the source watcher makes true; fails with what was last seen.</summary>
+    private static void Eventually(Func<bool> condition, Func<string> seen, double seconds = 3)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(seconds);
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"still stale after {seconds} s: {seen()}");
+            Thread.Sleep(10);
+        }
+    }
+
+    [Fact]
+    public void Changes_behind_the_mounts_back_reach_cached_entries_attributes_pages_and_listings()
+    {
+        var d = m.NewDir();
+        var f = Path.Combine(d, "f");
+        File.WriteAllText(f, "one");
+        Assert.Equal("one", File.ReadAllText(f));
+        Assert.Equal(3, LStat(f).Size);                                    // attributes now cached for 60 s
+        Assert.False(File.Exists(Path.Combine(d, "later")));               // a negative entry, cached for 60 s
+        Assert.Equal(["f"], Directory.GetFileSystemEntries(d).Select(Path.GetFileName));   // a cached listing
+
+        File.WriteAllText(m.InSource(f), "three");                         // behind the mount's back
+        Eventually(() => LStat(f).Size == 5, () => $"size {LStat(f).Size}");
+        Eventually(() => File.ReadAllText(f) == "three", () => File.ReadAllText(f));
+
+        File.WriteAllText(m.InSource(Path.Combine(d, "later")), "new");
+        Eventually(() => File.Exists(Path.Combine(d, "later")), () => "later is missing");
+        Eventually(() => Directory.GetFileSystemEntries(d).Length == 2, () => string.Join(",", Directory.GetFileSystemEntries(d)));
+
+        File.Move(m.InSource(Path.Combine(d, "later")), m.InSource(Path.Combine(d, "renamed")));
+        Eventually(() => !File.Exists(Path.Combine(d, "later")) && File.Exists(Path.Combine(d, "renamed")), () => string.Join(",", Directory.GetFileSystemEntries(d)));
+        File.Delete(m.InSource(Path.Combine(d, "renamed")));
+        Eventually(() => !File.Exists(Path.Combine(d, "renamed")), () => "renamed is still there");
+
+        Assert.Equal(0, Chmod(m.InSource(f), 0x180));
+        Eventually(() => (LStat(f).Mode & 0xFFF) == 0x180, () => Convert.ToString(LStat(f).Mode & 0xFFF, 8));
+        Assert.True(m.Stack.SourceInvalidations > 0);
+    }
+
+    [Fact]
+    public void Unchanged_files_keep_their_pages_across_opens_and_changed_ones_do_not()
+    {
+        var d = m.NewDir();
+        var f = Path.Combine(d, "kept");
+        var data = new byte[256 * 1024];
+        new Random(3).NextBytes(data);
+        File.WriteAllBytes(m.InSource(f), data);
+        Assert.Equal(data, File.ReadAllBytes(f));
+        var reads = m.Session.RequestsOf(Protocol.FuseOpcode.Read);
+        Assert.Equal(data, File.ReadAllBytes(f));                          // FOPEN_KEEP_CACHE: from the page cache
+        Assert.Equal(data, File.ReadAllBytes(f));
+        Assert.Equal(reads, m.Session.RequestsOf(Protocol.FuseOpcode.Read));
+
+        data[1000] ^= 0xFF;
+        File.WriteAllBytes(m.InSource(f), data);                           // same size, new content and mtime
+        Eventually(() => File.ReadAllBytes(f).AsSpan().SequenceEqual(data), () => "old pages served");
+        Assert.True(m.Session.RequestsOf(Protocol.FuseOpcode.Read) > reads);
+
+        var listings = m.Session.RequestsOf(Protocol.FuseOpcode.ReadDirPlus) + m.Session.RequestsOf(Protocol.FuseOpcode.ReadDir);
+        for (var i = 0; i < 3; i++) Assert.Single(Directory.GetFileSystemEntries(d));
+        Assert.True(m.Session.RequestsOf(Protocol.FuseOpcode.ReadDirPlus) + m.Session.RequestsOf(Protocol.FuseOpcode.ReadDir) - listings <= 2,
+            "FOPEN_CACHE_DIR: later listings come from the kernel's cache");
+    }
+
+    [Fact]
+    public void A_cached_attribute_never_outlives_the_change_that_made_it_wrong_under_concurrent_access()
+    {
+        var d = m.NewDir();
+        const int Files = 4, Rounds = 60;
+        var paths = Enumerable.Range(0, Files).Select(i => Path.Combine(d, $"c{i}")).ToArray();
+        foreach (var p in paths) File.WriteAllBytes(p, []);
+        var stop = false;
+        var failures = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        // Readers hammer stat on every file, filling and refreshing the attribute cache meanwhile.
+        var readers = Enumerable.Range(0, 3).Select(_ => new Thread(() =>
+        {
+            while (!Volatile.Read(ref stop)) foreach (var p in paths) LStat(p, out Interop.Stat _);
+        })).ToList();
+        readers.ForEach(t => t.Start());
+        var writers = paths.Select((p, i) => new Thread(() =>
+        {
+            try
+            {
+                long size = 0;
+                for (var round = 0; round < Rounds; round++)
+                {
+                    size += 100 + round;
+                    if (round % 2 == 0)
+                    {
+                        // Through the mount: the very next stat must see it.
+                        var fd = Open(p, O_WRONLY);
+                        PWrite(fd, new byte[size], 0);
+                        Close(fd);
+                        if (LStat(p).Size != size) failures.Enqueue($"{p}: stat after a write through the mount: {LStat(p).Size}, wrote {size}");
+                    }
+                    else
+                    {
+                        // Behind its back: the watcher must make it visible, promptly, and it must stay.
+                        File.WriteAllBytes(m.InSource(p), new byte[size]);
+                        var deadline = DateTime.UtcNow.AddSeconds(3);
+                        while (LStat(p).Size != size && DateTime.UtcNow < deadline) Thread.Sleep(2);
+                        if (LStat(p).Size != size) failures.Enqueue($"{p}: stat 3 s after a change in the source: {LStat(p).Size}, source {size}");
+                    }
+                }
+            }
+            catch (Exception e) { failures.Enqueue(e.ToString()); }
+        })).ToList();
+        writers.ForEach(t => t.Start());
+        writers.ForEach(t => t.Join());
+        Volatile.Write(ref stop, true);
+        readers.ForEach(t => t.Join());
+        Assert.True(failures.IsEmpty, string.Join("\n", failures.Take(5)));
+    }
+}

@@ -24,6 +24,8 @@ public abstract class Node
     internal readonly Dictionary<string, Node> KnownChildren = new(StringComparer.Ordinal);
     internal readonly List<(Node Parent, string Name)> Parents = [];
     internal long Lookups;
+    /// <summary>mtime, ctime and size at the last open: unchanged means the kernel's cached pages are still right.</summary>
+    internal (ulong Mtime, uint MtimeNsec, ulong Ctime, uint CtimeNsec, ulong Size)? OpenedVersion;
 
     /// <summary>The nodeid the kernel uses for this node; 0 until the kernel first learns of it.</summary>
     public ulong NodeId { get; internal set; }

@@ -34,6 +34,12 @@ public class NodeFileSystem : RawFileSystem
     public virtual TimeSpan AttrTimeout { get; init; } = TimeSpan.FromSeconds(1);
     /// <summary>How long the kernel may remember that a name does not exist (0: not at all).</summary>
     public virtual TimeSpan NegativeTimeout { get; init; } = TimeSpan.Zero;
+    /// <summary>
+    /// Let the kernel keep file pages and directory listings across opens (FOPEN_KEEP_CACHE,
+    /// FOPEN_CACHE_DIR) while a node's mtime, ctime and size are those of its last open. Changes
+    /// made behind the mount's back must then be reported (see StackFs's source watcher).
+    /// </summary>
+    public bool KeepCaches { get; init; }
 
     /// <summary>Nodes the kernel currently holds (plus the root).</summary>
     public int NodeCount { get { lock (_table) return _byId.Count; } }
@@ -53,6 +59,7 @@ public class NodeFileSystem : RawFileSystem
     {
         Node? discard = null;
         Node node;
+        var fresh = false;
         lock (_table)
         {
             node = child;
@@ -68,13 +75,25 @@ public class NodeFileSystem : RawFileSystem
                 node.Tree = this;
                 _byId[node.NodeId] = node;
                 if (node.StableIno != 0) _byIno[node.StableIno] = node;
+                fresh = true;
             }
             node.Lookups++;
             if (!name.IsEmpty) Bind(parent, Key(name), node);
         }
         discard?.OnForget();
+        if (fresh) OnRegistered(node);
         return node;
     }
+
+    /// <summary>Called (outside the table's lock) when the kernel first learns a node: a file system
+    /// that watches its backing store starts watching it here.</summary>
+    protected virtual void OnRegistered(Node node) { }
+
+    /// <summary>The node the kernel knows as <paramref name="name"/> in <paramref name="parent"/>, if any.</summary>
+    public Node? ChildOf(Node parent, ReadOnlySpan<byte> name) { lock (_table) return parent.KnownChildren.GetValueOrDefault(Key(name)); }
+
+    /// <summary>The names the kernel knows in <paramref name="parent"/>, as bytes.</summary>
+    public List<byte[]> KnownNames(Node parent) { lock (_table) return [.. parent.KnownChildren.Keys.Select(Encoding.Latin1.GetBytes)]; }
 
     private static void Bind(Node parent, string name, Node child)
     {
@@ -307,9 +326,22 @@ public class NodeFileSystem : RawFileSystem
     {
         if (!Resolve<INodeOpen>(r, nodeId, out var node, out var op)) return;
         if (Fail(r, op.Open(new OpContext(r), o.Flags, out var handle, out var flags))) return;
-        var open = new FuseOpenOut { Fh = AddHandle(handle), OpenFlags = flags };
+        var open = new FuseOpenOut { Fh = AddHandle(handle), OpenFlags = flags | KeepCache(r, node) };
         Passthrough(r, node, handle, ref open);
         r.ReplyOpen(open);
+    }
+
+    /// <summary>FOPEN_KEEP_CACHE when <see cref="KeepCaches"/> is on and the node is as it was at its last open.</summary>
+    private OpenReplyFlags KeepCache(FuseRequest r, Node node)
+    {
+        if (!KeepCaches || node is not INodeGetAttr g || g.GetAttr(new OpContext(r), out var a) != 0) return OpenReplyFlags.None;
+        var now = (a.Mtime, a.MtimeNsec, a.Ctime, a.CtimeNsec, a.Size);
+        lock (node)
+        {
+            var same = node.OpenedVersion == now;
+            node.OpenedVersion = now;
+            return same ? OpenReplyFlags.KeepCache : OpenReplyFlags.None;
+        }
     }
 
     // ---- [Passthrough]: one backing id per inode, dropped when its last open is released ----
@@ -364,9 +396,9 @@ public class NodeFileSystem : RawFileSystem
 
     public override void OpenDir(FuseRequest r, ulong nodeId, in FuseOpenIn o)
     {
-        if (!Resolve<INodeOpenDir>(r, nodeId, out _, out var op)) return;
+        if (!Resolve<INodeOpenDir>(r, nodeId, out var node, out var op)) return;
         if (!Fail(r, op.OpenDir(new OpContext(r), o.Flags, out var handle)))
-            r.ReplyOpen(new FuseOpenOut { Fh = AddHandle(handle) });
+            r.ReplyOpen(new FuseOpenOut { Fh = AddHandle(handle), OpenFlags = KeepCaches ? OpenReplyFlags.CacheDir | KeepCache(r, node) : OpenReplyFlags.None });
     }
 
     private bool HandleFor(FuseRequest r, ulong fh, out FileHandle handle)

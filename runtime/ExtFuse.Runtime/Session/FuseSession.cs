@@ -97,6 +97,7 @@ public sealed partial class FuseSession : IDisposable
     {
         if (Mount is not null) throw new InvalidOperationException("session already started");
         Mount = mount;
+        _fs.Session = this;
         _offload = ExtFuse.Kernel.KernelOffload.Start(_fs, mount.ConnectionId, _options.Bpf);
         _notifyChannel = new DeviceChannel(mount.Fd);
         var bufferSize = (int)Math.Max(FuseConstants.MinReadBuffer, EffectiveMaxWrite() + 4096);

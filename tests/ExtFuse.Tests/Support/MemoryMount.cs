@@ -84,6 +84,28 @@ public class StackMount : TestMount
     }
 }
 
+/// <summary>StackFs with long caching (60 s entries, attributes and negative entries) and kept page and listing caches: only invalidation keeps it true.</summary>
+public sealed class CachedStackMount : TestMount
+{
+    public CachedStackMount() : this(Directory.CreateTempSubdirectory("extfuse-cached-src-").FullName) { }
+
+    private CachedStackMount(string source) : base(new StackFileSystem(source)
+    {
+        EntryTimeout = TimeSpan.FromSeconds(60), AttrTimeout = TimeSpan.FromSeconds(60), NegativeTimeout = TimeSpan.FromSeconds(60), KeepCaches = true,
+    }) => Source = source;
+
+    public string Source { get; }
+    public StackFileSystem Stack => (StackFileSystem)Fs;
+    public override int NodeCount() => ((NodeFileSystem)Fs).NodeCount;
+    public string InSource(string mounted) => Path.Combine(Source, Path.GetRelativePath(Root, mounted));
+
+    public override void Dispose()
+    {
+        base.Dispose();
+        Directory.Delete(Source, recursive: true);
+    }
+}
+
 /// <summary>StackFs with no descriptor budget: every node but the root is reached by file handle.</summary>
 public sealed class HandleStackMount : StackMount
 {

@@ -25,9 +25,15 @@ public static class Program
               Like memory, but only root and uids 1000-1999 may change anything (rules
               written as [Check] methods, also compiled to BPF). Use -o allow_other.
 
-          extfuse mount stack --source DIR MOUNTPOINT [-o OPTIONS] [-v]
+          extfuse mount stack --source DIR MOUNTPOINT [--cache SECONDS] [--passthrough GLOB] [-o OPTIONS] [-v]
               Mount a loopback view of DIR at MOUNTPOINT: every operation is passed to
               DIR. As root with -o allow_other, files are created as the calling user.
+              --cache lets the kernel cache entries, attributes, negative lookups,
+              file pages and listings for SECONDS (default: 1 s entries and
+              attributes, nothing else); changes made in DIR behind the mount's back
+              are invalidated as they happen (inotify). --passthrough has the kernel
+              read and write files matching GLOB ("**" for all) straight from DIR
+              (FUSE passthrough; needs root).
 
           extfuse fsx [--seed N] [--ops N | --long] DIR NATIVE_DIR
               Model-check a mounted directory: apply the same seeded random operations
@@ -151,7 +157,8 @@ public static class Program
         var positional = new List<string>();
         var optionLists = new List<string>();
         var verbosity = 0;
-        string? source = null;
+        string? source = null, passthrough = null;
+        double? cache = null;
         for (var i = 0; i < args.Length; i++)
         {
             switch (args[i])
@@ -164,6 +171,15 @@ public static class Program
                 case "--source":
                     if (++i >= args.Length) throw new UsageException("--source needs a directory");
                     source = args[i];
+                    break;
+                case "--cache":
+                    if (++i >= args.Length || !double.TryParse(args[i], System.Globalization.CultureInfo.InvariantCulture, out var c) || c < 0 || c > 1e6)
+                        throw new UsageException("--cache needs a number of seconds (0 to 1000000)");
+                    cache = c;
+                    break;
+                case "--passthrough":
+                    if (++i >= args.Length) throw new UsageException("--passthrough needs a glob (\"**\" for every file)");
+                    passthrough = args[i];
                     break;
                 case "-vv": verbosity += 2; break;
                 case "--help" or "-h":
@@ -179,11 +195,16 @@ public static class Program
         if (positional.Count != 2) throw new UsageException("expected: extfuse mount memory MOUNTPOINT, or extfuse mount stack --source DIR MOUNTPOINT");
         var (kind, mountPoint) = (positional[0], positional[1]);
         if (kind == "stack" && source is null) throw new UsageException("the stack file system needs --source DIR");
-        if (kind != "stack" && source is not null) throw new UsageException($"--source is for the stack file system, not '{kind}'");
+        if (kind != "stack" && (source ?? passthrough ?? (object?)cache) is not null) throw new UsageException($"--source, --cache and --passthrough are for the stack file system, not '{kind}'");
+        if (passthrough is not null && ExtFuse.Declarative.Glob.Validate(passthrough) is { } globProblem) throw new UsageException($"bad --passthrough glob '{passthrough}': {globProblem}");
         RawFileSystem fs = kind switch
         {
             "memory" => new MemoryFileSystem(ownerUid: Libc_GetUid(), ownerGid: Libc_GetGid()),
-            "stack" => StackFileSystem.Open(source!),
+            "stack" => cache is null && passthrough is null ? StackFileSystem.Open(source!) : new StackFileSystem(source!)
+            {
+                EntryTimeout = TimeSpan.FromSeconds(cache ?? 1), AttrTimeout = TimeSpan.FromSeconds(cache ?? 1),
+                NegativeTimeout = TimeSpan.FromSeconds(cache ?? 0), KeepCaches = cache > 0, PassthroughPath = passthrough,
+            },
             "guarded" => new GuardedFileSystem(Libc_GetUid(), Libc_GetGid()),
             _ => throw new UsageException($"unknown file system '{kind}' (available: memory, guarded, stack)"),
         };

@@ -53,6 +53,26 @@ public class StackFileSystem : NodeFileSystem
     /// </summary>
     public bool WatchSource { get; init; } = true;
 
+    /// <summary>
+    /// Files whose path matches this glob are opened with FUSE passthrough (the CLI's --passthrough):
+    /// the [Passthrough] rule, for a StackFs used without a [FileSystem] class of its own.
+    /// </summary>
+    public string? PassthroughPath
+    {
+        get => _passthroughPath;
+        init
+        {
+            if (value is not null && ExtFuse.Declarative.Glob.Validate(value) is { } problem) throw new ArgumentException($"bad passthrough glob '{value}': {problem}");
+            _passthroughPath = value;
+        }
+    }
+    private readonly string? _passthroughPath;
+
+    public override IReadOnlyList<ExtFuse.Declarative.PathRule> PathRules =>
+        PassthroughPath is null ? [] : [new(ExtFuse.Declarative.PathRuleKind.Passthrough, 0, PassthroughPath)];
+
+    public override InitFlags RuleInitFlags => PassthroughPath is null ? 0 : InitFlags.Passthrough;
+
     /// <summary>Invalidations the source watcher has sent (0 without one).</summary>
     public long SourceInvalidations => _tree.Watcher?.Invalidations ?? 0;
 

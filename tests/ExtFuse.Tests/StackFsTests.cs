@@ -182,6 +182,46 @@ public class StackFsCliTests
         (code, output) = CliProcess.Run(["mount", "stack", "--source", "/nonexistent/dir", "/tmp"]);
         Assert.Equal(1, code);
         Assert.Contains("does not exist", output);
+        (code, output) = CliProcess.Run(["mount", "stack", "--source", "/tmp", "/tmp", "--passthrough", "a/../b"]);
+        Assert.Equal(2, code);
+        Assert.Contains("bad --passthrough glob", output);
+        (code, output) = CliProcess.Run(["mount", "memory", "/tmp", "--cache", "5"]);
+        Assert.Equal(2, code);
+        Assert.Contains("are for the stack file system", output);
+    }
+
+    [Fact]
+    public void The_CLI_mounts_stack_with_caching_and_passthrough_and_the_kernel_serves_the_reads()
+    {
+        var source = Directory.CreateTempSubdirectory("extfuse-cli-src-").FullName;
+        var mnt = Directory.CreateTempSubdirectory("extfuse-cli-mnt-").FullName;
+        var data = new byte[1 << 20];
+        new Random(9).NextBytes(data);
+        File.WriteAllBytes(Path.Combine(source, "big.dat"), data);
+        using var cli = CliProcess.Start(["mount", "stack", "--source", source, mnt, "--cache", "30", "--passthrough", "**/*.dat"]);
+        try
+        {
+            cli.WaitForOutput("mounted at");
+            Assert.Contains("[Passthrough] -> kernel (FUSE passthrough)", cli.Output);
+            Assert.Contains("caching -> kernel caches (entry 30 s, attr 30 s)", cli.Output);
+            Assert.Equal(data, File.ReadAllBytes(Path.Combine(mnt, "big.dat")));   // this test process is not the daemon
+            Assert.Equal(data, File.ReadAllBytes(Path.Combine(mnt, "big.dat")));   // a second open of an unchanged passthrough file (KEEP_CACHE with it was EIO)
+            File.WriteAllText(Path.Combine(source, "late.txt"), "behind its back");
+            Assert.Equal("behind its back", File.ReadAllText(Path.Combine(mnt, "late.txt")));
+            // The daemon's counts since mount, from its pinned maps: a 1 MiB file read with no READ request.
+            var (code, stats) = CliProcess.Run(["stats", mnt]);
+            Assert.True(code == 0, stats);
+            Assert.Matches(@"(?m)^Open\s+\d+", stats);
+            Assert.DoesNotMatch(@"(?m)^Read\s+([2-9]|\d\d+)\s", stats);   // only late.txt's one READ at most
+        }
+        finally
+        {
+            cli.Signal(15);
+            cli.WaitForExit(20_000);
+            Shell.Run($"umount -l '{mnt}' 2>/dev/null");
+            Directory.Delete(mnt);
+            Directory.Delete(source, true);
+        }
     }
 }
 

@@ -378,7 +378,8 @@ public class NodeFileSystem : RawFileSystem
             }
             _backing[node] = (b.Id, b.Opens + 1);
             _backed[handle] = node;
-            open.OpenFlags = (open.OpenFlags | OpenReplyFlags.Passthrough) & ~(OpenReplyFlags.DirectIo | OpenReplyFlags.ParallelDirectWrites);
+            // The kernel reads and writes through the backing file's page cache: FUSE's own cache flags do not apply (and KEEP_CACHE with it fails the open with EIO).
+            open.OpenFlags = (open.OpenFlags | OpenReplyFlags.Passthrough) & ~(OpenReplyFlags.DirectIo | OpenReplyFlags.ParallelDirectWrites | OpenReplyFlags.KeepCache);
             open.BackingId = b.Id;
         }
     }

@@ -156,13 +156,13 @@ public static class Program
             set style data histograms
             set style histogram clustered gap 1
             set style fill solid 0.8 border -1
-            set yrange [0:1.2]
+            set yrange [0:*]
             set ylabel "ratio to native"
             set grid ytics
-            set key top right
+            set key outside top center horizontal
             set xtics scale 0 font ",9"
             set datafile separator "	"
-            plot for [i=2:{{Configs.Length + 1}}] "{{dat}}" using i:xtic(1) title columnheader(i),                  "{{dat}}" using ($0 + 0.0):{{Configs.Length + 2}} with points pt 9 ps 2.5 lc rgb "black" title "target"
+            plot for [i=2:{{Configs.Length + 1}}] "{{dat}}" using i:xtic(1) title columnheader(i),                  "{{dat}}" using ($0 - 1):{{Configs.Length + 2}} with points pt 9 ps 2.5 lc rgb "black" title "target"
             """;
         var gp = Path.Combine(outDir, "ratios.gp");
         File.WriteAllText(gp, script);

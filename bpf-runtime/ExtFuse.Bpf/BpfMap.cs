@@ -53,7 +53,7 @@ public sealed unsafe class BpfMap<TKey, TValue> : IDisposable where TKey : unman
     {
         int fd;
         try { fixed (byte* p = Z(path)) fd = bpf_obj_get(p); }
-        catch (DllNotFoundException e) { throw new BpfException("libbpf.so.1 is not installed: apt-get install libbpf1 (scripts/setup.sh does)", e); }
+        catch (DllNotFoundException e) { throw Missing(e); }
         if (fd < 0) throw new BpfException($"cannot open the map pinned at {path}: {Describe(fd)}");
         var info = default(MapInfo);
         var len = (uint)sizeof(MapInfo);
@@ -246,12 +246,7 @@ public sealed unsafe class BpfMap<TKey, TValue> : IDisposable where TKey : unman
     }
 
     /// <summary>Pins the map at <paramref name="path"/> (under a mounted bpffs, /sys/fs/bpf) so it outlives this process.</summary>
-    public void Pin(string path)
-    {
-        int err;
-        fixed (byte* p = Z(path)) err = _owner is not null ? bpf_map__pin(_map, p) : bpf_obj_pin(Fd, p);
-        if (err != 0) throw new BpfException($"cannot pin {Name} at {path}: {Describe(err)}" + (Directory.Exists("/sys/fs/bpf") ? "" : " (is bpffs mounted at /sys/fs/bpf?)"));
-    }
+    public void Pin(string path) => LibBpf.Pin(Fd, Name, path);
 
     /// <summary>Removes a pin (any pinned object's file under bpffs); the map lives on while something holds it.</summary>
     public static void Unpin(string path)

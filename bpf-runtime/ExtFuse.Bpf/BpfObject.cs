@@ -40,7 +40,7 @@ public sealed unsafe class BpfObject : IDisposable
             BpfLog.EnsureInstalled();
             fixed (byte* p = Z(path)) obj = bpf_object__open_file(p, null);
         }
-        catch (DllNotFoundException e) { throw LibBpfMissing(e); }
+        catch (DllNotFoundException e) { throw Missing(e); }
         if (obj == 0) throw new BpfException($"libbpf cannot open {path}: {Describe(Marshal.GetLastPInvokeError())}");
         return new BpfObject(obj, path);
     }
@@ -59,13 +59,10 @@ public sealed unsafe class BpfObject : IDisposable
                 obj = bpf_object__open_mem(e, (nuint)elf.Length, &opts);
             }
         }
-        catch (DllNotFoundException e) { throw LibBpfMissing(e); }
+        catch (DllNotFoundException e) { throw Missing(e); }
         if (obj == 0) throw new BpfException($"libbpf cannot open {name}: {Describe(Marshal.GetLastPInvokeError())}");
         return new BpfObject(obj, name);
     }
-
-    private static BpfException LibBpfMissing(Exception e) =>
-        new("libbpf.so.1 is not installed: apt-get install libbpf1 (scripts/setup.sh does)", e);
 
     public BpfProgram Program(string name) =>
         _programs.FirstOrDefault(p => p.Name == name) ?? throw new KeyNotFoundException($"{Name} has no program {name} (it has: {string.Join(", ", _programs.Select(p => p.Name))})");
@@ -102,29 +99,24 @@ public sealed unsafe class BpfObject : IDisposable
     }
 
     /// <summary>A map of the loaded object, typed by its generated key and value structs (sizes are checked).</summary>
-    public BpfMap<TKey, TValue> Map<TKey, TValue>(string name) where TKey : unmanaged where TValue : unmanaged
+    public BpfMap<TKey, TValue> Map<TKey, TValue>(string name) where TKey : unmanaged where TValue : unmanaged => new(this, FindMap(name), name);
+
+    private nint FindMap(string name)
     {
         for (var m = bpf_object__next_map(Handle, 0); m != 0; m = bpf_object__next_map(Handle, m))
-            if (Str(bpf_map__name(m)) == name) return new BpfMap<TKey, TValue>(this, m, name);
+            if (Str(bpf_map__name(m)) == name) return m;
         throw new KeyNotFoundException($"{Name} has no map {name}");
     }
 
     /// <summary>Pins any map of the loaded object (ring buffers too) at <paramref name="path"/> under bpffs.</summary>
-    public void PinMap(string name, string path)
-    {
-        var (fd, _) = MapFd(name);
-        int err;
-        fixed (byte* p = Z(path)) err = bpf_obj_pin(fd, p);
-        if (err != 0) throw new BpfException($"cannot pin {name} at {path}: {Describe(err)}" + (Directory.Exists("/sys/fs/bpf") ? "" : " (is bpffs mounted at /sys/fs/bpf?)"));
-    }
+    public void PinMap(string name, string path) => LibBpf.Pin(MapFd(name).Fd, name, path);
 
     /// <summary>The descriptor and type (enum bpf_map_type) of a map of the loaded object.</summary>
     internal (int Fd, int Type) MapFd(string name)
     {
         if (!IsLoaded) throw new InvalidOperationException($"{Name} is not loaded");
-        for (var m = bpf_object__next_map(Handle, 0); m != 0; m = bpf_object__next_map(Handle, m))
-            if (Str(bpf_map__name(m)) == name) return (bpf_map__fd(m), bpf_map__type(m));
-        throw new KeyNotFoundException($"{Name} has no map {name}");
+        var m = FindMap(name);
+        return (bpf_map__fd(m), bpf_map__type(m));
     }
 
     /// <summary>The names of the object's maps (libbpf's internal .bss/.data/.rodata maps included).</summary>

@@ -9,7 +9,7 @@ public static class BpfProbe
     public static unsafe int ProgramType(int programType)
     {
         try { return LibBpf.libbpf_probe_bpf_prog_type(programType, null); }
-        catch (DllNotFoundException e) { throw new BpfException("libbpf.so.1 is not installed: apt-get install libbpf1 (scripts/setup.sh does)", e); }
+        catch (DllNotFoundException e) { throw LibBpf.Missing(e); }
     }
 
     public static string Describe(int err) => LibBpf.Describe(err);
@@ -23,7 +23,7 @@ public static class BpfProbe
         const uint BtfKindEnum = 6;
         nint btf;
         try { btf = LibBpf.btf__load_vmlinux_btf(); }
-        catch (DllNotFoundException e) { throw new BpfException("libbpf.so.1 is not installed: apt-get install libbpf1 (scripts/setup.sh does)", e); }
+        catch (DllNotFoundException e) { throw LibBpf.Missing(e); }
         if (btf == 0) throw new BpfException($"cannot read the kernel's BTF: {Describe(Marshal.GetLastPInvokeError())}");
         try
         {

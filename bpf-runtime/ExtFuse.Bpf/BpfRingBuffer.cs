@@ -68,12 +68,10 @@ public sealed unsafe class BpfRingBuffer : IDisposable
 
     private int Result(int n, string what)
     {
-        if (_failure is { } e) { _failure = null; ExceptionDispatchInfoThrow(e); }
+        if (_failure is { } e) { _failure = null; System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e); }
         if (n == -4) return 0; // EINTR: a signal arrived while waiting
         return n >= 0 ? n : throw new BpfException($"{what} of ring buffer {Name} failed: {Describe(n)}");
     }
-
-    private static void ExceptionDispatchInfoThrow(Exception e) => System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e);
 
     private nint Handle => _rb != 0 ? _rb : throw new ObjectDisposedException(Name);
 

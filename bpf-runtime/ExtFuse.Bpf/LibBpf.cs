@@ -69,8 +69,6 @@ internal static unsafe partial class LibBpf
     [LibraryImport(L)] public static partial uint bpf_map__value_size(nint map);
     [LibraryImport(L)] public static partial uint bpf_map__max_entries(nint map);
     [LibraryImport(L)] public static partial int bpf_map__type(nint map);
-    [LibraryImport(L)] public static partial int bpf_map__pin(nint map, byte* path);
-    [LibraryImport(L)] public static partial int bpf_map__unpin(nint map, byte* path);
 
     [LibraryImport(L)] public static partial int bpf_map_lookup_elem(int fd, void* key, void* value);
     [LibraryImport(L)] public static partial int bpf_map_update_elem(int fd, void* key, void* value, ulong flags);
@@ -112,6 +110,18 @@ internal static unsafe partial class LibBpf
         var buf = stackalloc byte[256];
         libbpf_strerror(err < 0 ? err : -err, buf, 256);
         return Marshal.PtrToStringUTF8((nint)buf) ?? $"error {err}";
+    }
+
+    /// <summary>What to say when libbpf.so.1 cannot be loaded at all.</summary>
+    public static BpfException Missing(DllNotFoundException e) =>
+        new("libbpf.so.1 is not installed: apt-get install libbpf1 (scripts/setup.sh does)", e);
+
+    /// <summary>Pins the map behind <paramref name="fd"/> at <paramref name="path"/> under bpffs.</summary>
+    public static void Pin(int fd, string name, string path)
+    {
+        int err;
+        fixed (byte* p = Z(path)) err = bpf_obj_pin(fd, p);
+        if (err != 0) throw new BpfException($"cannot pin {name} at {path}: {Describe(err)}" + (Directory.Exists("/sys/fs/bpf") ? "" : " (is bpffs mounted at /sys/fs/bpf?)"));
     }
 
     public static string Str(byte* p) => Marshal.PtrToStringUTF8((nint)p) ?? "";

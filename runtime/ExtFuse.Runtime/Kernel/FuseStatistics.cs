@@ -82,13 +82,11 @@ public sealed class FuseStatistics : IDisposable
     /// <summary>Where the maps are pinned (by this process or the daemon that opened them), else null.</summary>
     private string? _pinnedAt;
 
-    private FuseStatistics(BpfObject? obj, Func<string, object> map, uint connectionId)
+    private FuseStatistics(BpfObject? obj, BpfMap<uint, Config> config, BpfMap<uint, OpStats> ops, BpfMap<uint, ulong> counters,
+                           BpfMap<uint, RuleName> ruleNames, uint connectionId)
     {
         _obj = obj;
-        _config = (BpfMap<uint, Config>)map("config");
-        _ops = (BpfMap<uint, OpStats>)map("ops");
-        _counters = (BpfMap<uint, ulong>)map("counters");
-        _ruleNames = (BpfMap<uint, RuleName>)map("rule_names");
+        (_config, _ops, _counters, _ruleNames) = (config, ops, counters, ruleNames);
         ConnectionId = connectionId;
     }
 
@@ -105,13 +103,8 @@ public sealed class FuseStatistics : IDisposable
         try
         {
             obj.Load();
-            var stats = new FuseStatistics(obj, name => name switch
-            {
-                "config" => obj.Map<uint, Config>(name),
-                "ops" => obj.Map<uint, OpStats>(name),
-                "counters" => obj.Map<uint, ulong>(name),
-                _ => obj.Map<uint, RuleName>(name),
-            }, connectionId);
+            var stats = new FuseStatistics(obj, obj.Map<uint, Config>("config"), obj.Map<uint, OpStats>("ops"), obj.Map<uint, ulong>("counters"),
+                                           obj.Map<uint, RuleName>("rule_names"), connectionId);
             stats._config.Update(0, new Config { Dev = connectionId, SinceNs = MonotonicNs() });
             obj.Program("on_request_send").Attach();
             obj.Program("on_request_end").Attach();
@@ -135,20 +128,14 @@ public sealed class FuseStatistics : IDisposable
         var opened = new List<IDisposable>();
         try
         {
-            object Open(string name)
+            BpfMap<uint, T> Open<T>(string name) where T : unmanaged
             {
-                var path = Path.Combine(dir, name);
-                IDisposable m = name switch
-                {
-                    "config" => BpfMap<uint, Config>.OpenPinned(path),
-                    "ops" => BpfMap<uint, OpStats>.OpenPinned(path),
-                    "counters" => BpfMap<uint, ulong>.OpenPinned(path),
-                    _ => BpfMap<uint, RuleName>.OpenPinned(path),
-                };
+                var m = BpfMap<uint, T>.OpenPinned(Path.Combine(dir, name));
                 opened.Add(m);
                 return m;
             }
-            var stats = new FuseStatistics(null, Open, connectionId) { _pinnedAt = dir };
+            var stats = new FuseStatistics(null, Open<Config>("config"), Open<OpStats>("ops"), Open<ulong>("counters"), Open<RuleName>("rule_names"), connectionId)
+                { _pinnedAt = dir };
             var config = stats._config[0];
             if (config.Dev == connectionId && config.OwnerPid != 0 && Directory.Exists($"/proc/{config.OwnerPid}")) return stats;
             stats.Dispose();

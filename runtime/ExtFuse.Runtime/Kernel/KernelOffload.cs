@@ -22,10 +22,12 @@ public sealed class KernelOffload : IDisposable
     private readonly long[] _own = new long[FuseStatistics.CounterSlots];
     private readonly RawFileSystem _fs;
     private readonly IReadOnlyList<Capability> _caps;
+    private readonly IReadOnlyList<string> _ruleNames;
 
-    private KernelOffload(RawFileSystem fs, IReadOnlyList<Capability> caps, FuseStatistics? stats, BpfMappedArray<ulong>? shared, string statsDetail)
+    private KernelOffload(RawFileSystem fs, IReadOnlyList<string> ruleNames, IReadOnlyList<Capability> caps, FuseStatistics? stats, BpfMappedArray<ulong>? shared, string statsDetail)
     {
         _fs = fs;
+        _ruleNames = ruleNames;
         _caps = caps;
         Statistics = stats;
         _shared = shared;
@@ -44,30 +46,31 @@ public sealed class KernelOffload : IDisposable
     };
 
     /// <summary>Sets up what the kernel allows for connection <paramref name="connectionId"/>; without BPF, counters stay in the daemon.</summary>
-    public static KernelOffload Start(RawFileSystem fs, uint connectionId, bool useBpf)
+    /// <param name="ruleNames">The file system's <see cref="RuleNames"/>, which the session already has.</param>
+    public static KernelOffload Start(RawFileSystem fs, IReadOnlyList<string> ruleNames, uint connectionId, bool useBpf)
     {
         if (!useBpf)
-            return new(fs, [], null, null, "off (-o no_bpf)");
+            return new(fs, ruleNames, [], null, null, "off (-o no_bpf)");
         var caps = KernelCapabilities.ProbeBpf();
         if (!caps.Has("tp_btf on FUSE tracepoints"))
-            return new(fs, caps, null, null, caps.Has("bpf(2)") ? caps.Get("tp_btf on FUSE tracepoints").Detail : "no BPF");
+            return new(fs, ruleNames, caps, null, null, caps.Has("bpf(2)") ? caps.Get("tp_btf on FUSE tracepoints").Detail : "no BPF");
         FuseStatistics? stats = null;
         try
         {
             stats = FuseStatistics.Attach(connectionId);
-            stats.NameRules(RuleNames(fs));
+            stats.NameRules(ruleNames);
             var detail = "tp_btf";
             if (caps.Has("bpffs"))
             {
                 stats.Pin(Environment.ProcessId);
                 detail += $", pinned at {FuseStatistics.PinDirectory(connectionId)}";
             }
-            return new(fs, caps, stats, stats.MapCounters(), detail);
+            return new(fs, ruleNames, caps, stats, stats.MapCounters(), detail);
         }
         catch (Exception e) when (e is BpfException or IOException or UnauthorizedAccessException)
         {
             stats?.Dispose();
-            return new(fs, caps, null, null, "attach failed: " + e.Message.Split('\n')[0]);
+            return new(fs, ruleNames, caps, null, null, "attach failed: " + e.Message.Split('\n')[0]);
         }
     }
 
@@ -103,8 +106,7 @@ public sealed class KernelOffload : IDisposable
     /// <summary>Every rule of the file system with how often it refused a request.</summary>
     public IReadOnlyList<RuleHits> RuleHits()
     {
-        var names = RuleNames(_fs);
-        return [.. names.Take(FuseStatistics.MaxRules).Select((n, i) => new RuleHits(n, Read(FuseStatistics.FirstRuleSlot + i)))];
+        return [.. _ruleNames.Take(FuseStatistics.MaxRules).Select((n, i) => new RuleHits(n, Read(FuseStatistics.FirstRuleSlot + i)))];
     }
 
     /// <summary>Where each kind of rule the file system declares runs, given what INIT negotiated.</summary>

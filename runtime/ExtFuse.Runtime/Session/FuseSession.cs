@@ -98,7 +98,7 @@ public sealed partial class FuseSession : IDisposable
         if (Mount is not null) throw new InvalidOperationException("session already started");
         Mount = mount;
         _fs.Session = this;
-        _offload = ExtFuse.Kernel.KernelOffload.Start(_fs, mount.ConnectionId, _options.Bpf);
+        _offload = ExtFuse.Kernel.KernelOffload.Start(_fs, _ruleNames, mount.ConnectionId, _options.Bpf);
         _notifyChannel = new DeviceChannel(mount.Fd);
         var bufferSize = (int)Math.Max(FuseConstants.MinReadBuffer, EffectiveMaxWrite() + 4096);
         var threads = Math.Max(1, _options.Threads);

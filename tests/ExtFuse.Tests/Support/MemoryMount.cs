@@ -65,13 +65,17 @@ public sealed class MemoryMount : TestMount
 /// <summary>StackFs over a fresh source directory.</summary>
 public class StackMount : TestMount
 {
-    public StackMount() : this(null) { }
+    public StackMount() : this(source => StackFileSystem.Open(source)) { }
 
-    protected StackMount(int? pinnedLimit) : this(Directory.CreateTempSubdirectory("extfuse-src-").FullName, pinnedLimit) { }
+    protected StackMount(int? pinnedLimit) : this(source => StackFileSystem.Open(source, pinnedLimit)) { }
 
-    private StackMount(string source, int? pinnedLimit) : base(StackFileSystem.Open(source, pinnedLimit)) => Source = source;
+    /// <summary>A StackFs made by <paramref name="open"/> over a fresh source directory.</summary>
+    protected StackMount(Func<string, StackFileSystem> open) : this(Directory.CreateTempSubdirectory("extfuse-src-").FullName, open) { }
+
+    private StackMount(string source, Func<string, StackFileSystem> open) : base(open(source)) => Source = source;
 
     public string Source { get; }
+    public StackFileSystem Stack => (StackFileSystem)Fs;
     public override int NodeCount() => ((NodeFileSystem)Fs).NodeCount;
 
     /// <summary>The source-side path of a path inside the mount.</summary>
@@ -85,33 +89,17 @@ public class StackMount : TestMount
 }
 
 /// <summary>StackFs with long caching (60 s entries, attributes and negative entries) and kept page and listing caches: only invalidation keeps it true.</summary>
-public sealed class CachedStackMount : TestMount
+public sealed class CachedStackMount() : StackMount(source => new StackFileSystem(source)
 {
-    public CachedStackMount() : this(Directory.CreateTempSubdirectory("extfuse-cached-src-").FullName) { }
-
-    private CachedStackMount(string source) : base(new StackFileSystem(source)
-    {
-        EntryTimeout = TimeSpan.FromSeconds(60), AttrTimeout = TimeSpan.FromSeconds(60), NegativeTimeout = TimeSpan.FromSeconds(60), KeepCaches = true,
-    }) => Source = source;
-
-    public string Source { get; }
-    public StackFileSystem Stack => (StackFileSystem)Fs;
-    public override int NodeCount() => ((NodeFileSystem)Fs).NodeCount;
-    public string InSource(string mounted) => Path.Combine(Source, Path.GetRelativePath(Root, mounted));
-
-    public override void Dispose()
-    {
-        base.Dispose();
-        Directory.Delete(Source, recursive: true);
-    }
-}
+    EntryTimeout = TimeSpan.FromSeconds(60), AttrTimeout = TimeSpan.FromSeconds(60), NegativeTimeout = TimeSpan.FromSeconds(60), KeepCaches = true,
+});
 
 /// <summary>StackFs with no descriptor budget: every node but the root is reached by file handle.</summary>
 public sealed class HandleStackMount : StackMount
 {
     public HandleStackMount() : base(pinnedLimit: 0)
     {
-        if (((StackFileSystem)Fs).PinnedLimit != 0)
+        if (Stack.PinnedLimit != 0)
         {
             Dispose();
             throw new InvalidOperationException("open_by_handle_at is not permitted here (it needs CAP_DAC_READ_SEARCH): StackFs cannot reach nodes by file handle");

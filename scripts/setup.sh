@@ -40,6 +40,14 @@ if [ "$(stat -c %a /dev/fuse)" != "666" ] && [ "$(id -u)" -eq 0 ]; then
   chmod 0666 /dev/fuse
 fi
 
+# FUSE over io_uring (kernel 6.14+) is built in but off by default; the io_uring transport and
+# its tests need it on. It only changes which transports new mounts may choose.
+uring=/sys/module/fuse/parameters/enable_uring
+if [ -w "$uring" ] && [ "$(cat "$uring")" = N ]; then
+  echo "setup: enabling FUSE over io_uring (echo Y > $uring)"
+  echo Y > "$uring"
+fi
+
 if ! command -v dotnet >/dev/null 2>&1; then
   echo "setup: the .NET SDK 10 is not on PATH; install it (https://learn.microsoft.com/dotnet/core/install/linux-debian) and run again" >&2
   exit 1

@@ -14,6 +14,12 @@ public class StackFsTests(StackMount m) : PosixSuite(m), IClassFixture<StackMoun
 /// <summary>StackFs with every node reached by file handle instead of a held descriptor, through the same suite.</summary>
 public class StackFsByHandleTests(HandleStackMount m) : PosixSuite(m), IClassFixture<HandleStackMount>;
 
+/// <summary>MemoryFs through the same suite, with requests and replies over FUSE over io_uring.</summary>
+public class MemoryFsOverIoUringTests(UringMemoryMount m) : PosixSuite(m), IClassFixture<UringMemoryMount>;
+
+/// <summary>StackFs through the same suite over FUSE over io_uring.</summary>
+public class StackFsOverIoUringTests(UringStackMount m) : PosixSuite(m), IClassFixture<UringStackMount>;
+
 /// <summary>POSIX behaviour every complete file system here must show, on a real mount.</summary>
 public abstract class PosixSuite(TestMount m)
 {

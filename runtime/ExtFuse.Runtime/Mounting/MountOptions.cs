@@ -47,6 +47,9 @@ public sealed record MountOptions
           writeback_cache        kernel write-back cache (writes are batched by the kernel)
           export_support         answer "." and ".." lookups (NFS export, open_by_handle_at)
           no_bpf                 no BPF: no in-kernel statistics, counters kept in the daemon
+          io_uring               FUSE over io_uring (kernel 6.14+, fuse.enable_uring=Y); falls back
+                                 to /dev/fuse with one warning where the kernel does not offer it
+          io_uring_depth=N       requests in flight per io_uring queue, one queue per CPU (8)
         """;
 
     /// <summary>Parses one or more -o arguments on top of these options.</summary>
@@ -90,6 +93,8 @@ public sealed record MountOptions
                 case "writeback_cache": s = s with { WritebackCache = true }; break;
                 case "export_support": s = s with { ExportSupport = true }; break;
                 case "no_bpf": s = s with { Bpf = false }; break;
+                case "io_uring": s = s with { IoUring = true }; break;
+                case "io_uring_depth": s = s with { IoUringQueueDepth = (int)Number(key, value, 1, 512) }; break;
                 default: throw new FuseException($"unknown mount option '{raw}' (extfuse --help lists them)", Errno.EINVAL);
             }
         }

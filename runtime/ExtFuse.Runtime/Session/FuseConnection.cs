@@ -18,6 +18,10 @@ public sealed record FuseSessionOptions
     public bool ExportSupport { get; init; }
     /// <summary>Use BPF where the kernel allows (in-kernel statistics, shared counters); false: the managed path only (-o no_bpf).</summary>
     public bool Bpf { get; init; } = true;
+    /// <summary>FUSE over io_uring (kernel 6.14+ with fuse.enable_uring=Y) instead of read/writev on /dev/fuse (-o io_uring).</summary>
+    public bool IoUring { get; init; }
+    /// <summary>Registered entries per io_uring queue (one queue per CPU): requests each CPU can have in the daemon at once.</summary>
+    public int IoUringQueueDepth { get; init; } = 8;
 }
 
 /// <summary>What INIT negotiated. A file system may adjust Flags and the limits in RawFileSystem.Init.</summary>

@@ -399,6 +399,17 @@ public sealed partial class FuseSession
         };
         r.Reply(reply);
         Log.Negotiated(c.ProtocolMajor, c.ProtocolMinor, c.MaxWrite, c.MaxReadahead, c.Flags);
+        if (_options.IoUring)
+        {
+            // The ring can be registered only once the kernel has taken the INIT reply.
+            if (c.Has(InitFlags.OverIoUring)) StartUring();
+            else
+            {
+                Log.UringNotOffered(File.Exists("/sys/module/fuse/parameters/enable_uring")
+                    ? "enable it with: echo Y > /sys/module/fuse/parameters/enable_uring" : "this kernel has no FUSE over io_uring (6.14+, CONFIG_FUSE_IO_URING)");
+                AddReaders(Math.Max(1, _options.Threads) - 1);
+            }
+        }
         if (_offload is { } offload)
         {
             var plan = ExtFuse.Kernel.KernelOffload.Format(offload.Plan(c));
@@ -427,6 +438,7 @@ public sealed partial class FuseSession
         if (!_fs.Implements(nameof(RawFileSystem.OpenDir))) f |= InitFlags.NoOpendirSupport;
         if (_options.WritebackCache) f |= InitFlags.WritebackCache;
         if (_options.ExportSupport) f |= InitFlags.ExportSupport;
+        if (_options.IoUring) f |= InitFlags.OverIoUring;
         return f;
     }
 }

@@ -100,18 +100,22 @@ public sealed partial class FuseSession : IDisposable
         _fs.Session = this;
         _offload = ExtFuse.Kernel.KernelOffload.Start(_fs, _ruleNames, mount.ConnectionId, _options.Bpf);
         _notifyChannel = new DeviceChannel(mount.Fd);
+        // Over io_uring the device only carries INIT, FORGET and INTERRUPT: one reader is enough
+        // (the rest start if the kernel does not offer the ring).
+        AddReaders(_options.IoUring ? 1 : Math.Max(1, _options.Threads));
+    }
+
+    private void AddReaders(int count)
+    {
+        var mount = Mount!;
         var bufferSize = (int)Math.Max(FuseConstants.MinReadBuffer, EffectiveMaxWrite() + 4096);
-        var threads = Math.Max(1, _options.Threads);
-        _liveReaders = threads;
-        for (var i = 0; i < threads; i++)
+        var first = _readers.Count;
+        Interlocked.Add(ref _liveReaders, count);
+        for (var i = first; i < first + count; i++)
         {
             var fd = i == 0 ? mount.Fd : CloneDevice(mount.Fd);
             var reader = new Reader(this, fd, ownsFd: i != 0, bufferSize);
             _readers.Add(reader);
-        }
-        for (var i = 0; i < _readers.Count; i++)
-        {
-            var reader = _readers[i];
             new Thread(reader.Run) { IsBackground = true, Name = $"fuse-reader-{i}" }.Start();
         }
     }
@@ -245,6 +249,8 @@ public sealed partial class FuseSession : IDisposable
             var cur = reader.Current;
             if (cur is not null && cur.Unique == unique) { cur.Interrupt(unique); return; }
         }
+        foreach (var queue in _queues)
+            if (queue.CurrentWith(unique) is { } current) { current.Interrupt(unique); return; }
         if (_detached.TryGetValue(unique, out var r)) { r.Interrupt(unique); return; }
         // The request may not have been picked up by its reader yet: remember it briefly.
         lock (_orphanInterrupts) _orphanInterrupts[_orphanCount++ % _orphanInterrupts.Length] = unique;

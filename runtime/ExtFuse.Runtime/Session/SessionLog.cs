@@ -54,4 +54,13 @@ internal sealed partial class SessionLog
 
     [LoggerMessage(12, LogLevel.Warning, "[Passthrough]: the kernel refused a backing file (errno {Errno}: passthrough needs CAP_SYS_ADMIN and a file system it can stack on); the daemon serves reads and writes")]
     public partial void PassthroughRefused(int errno);
+
+    [LoggerMessage(15, LogLevel.Warning, "io_uring was asked for, but the kernel did not offer FUSE over io_uring at INIT ({Hint}): requests go through /dev/fuse")]
+    public partial void UringNotOffered(string hint);
+
+    [LoggerMessage(17, LogLevel.Information, "requests over io_uring: {Queues} queues (one per CPU) of {Depth} entries, {Payload} bytes each")]
+    public partial void UringStarted(int queues, int depth, int payload);
+
+    [LoggerMessage(16, LogLevel.Warning, "FUSE over io_uring could not be set up ({Reason}): requests go through /dev/fuse")]
+    public partial void UringFailed(string reason);
 }

@@ -14,21 +14,27 @@ public abstract class TestMount : IDisposable
 {
     private int _dirs;
 
-    protected TestMount(RawFileSystem fs, MountOptions? options = null)
+    /// <param name="ioUring">Serve over FUSE over io_uring instead of /dev/fuse reads; the mount fails if the kernel does not take the ring.</param>
+    protected TestMount(RawFileSystem fs, MountOptions? options = null, bool ioUring = false)
     {
         Fs = fs;
         Root = Directory.CreateTempSubdirectory("extfuse-test-").FullName;
         options ??= new MountOptions { FsName = "extfuse-test", Subtype = "test", DefaultPermissions = true, AllowOther = true };
-        Session = new FuseSession(fs, options.Session with { Threads = 4 });
+        Session = new FuseSession(fs, options.Session with { Threads = 4, IoUring = ioUring });
         var mount = FuseMount.Mount(Root, options);
         try
         {
             Session.Start(mount);
             if (!Session.Initialized.Wait(TimeSpan.FromSeconds(20))) throw new TimeoutException("no INIT from the kernel");
+            if (ioUring && Session.Transport != FuseTransport.IoUring)
+                throw new InvalidOperationException("FUSE over io_uring was asked for but the kernel did not take the ring " +
+                    "(scripts/setup.sh enables it: echo Y > /sys/module/fuse/parameters/enable_uring; kernel 6.14+)");
         }
         catch
         {
+            Session.Dispose();
             mount.Dispose();
+            try { Directory.Delete(Root); } catch (IOException) { }
             throw;
         }
     }
@@ -58,7 +64,13 @@ public abstract class TestMount : IDisposable
 public sealed class MemoryMount : TestMount
 {
     public MemoryMount() : base(new MemoryFileSystem()) { }
-    internal MemoryMount(RawFileSystem fs, MountOptions? options = null) : base(fs, options) { }
+    internal MemoryMount(RawFileSystem fs, MountOptions? options = null, bool ioUring = false) : base(fs, options, ioUring) { }
+    public override int NodeCount() => ((MemoryFileSystem)Fs).NodeCount;
+}
+
+/// <summary>MemoryFs served over FUSE over io_uring.</summary>
+public sealed class UringMemoryMount() : TestMount(new MemoryFileSystem(), ioUring: true)
+{
     public override int NodeCount() => ((MemoryFileSystem)Fs).NodeCount;
 }
 
@@ -70,9 +82,9 @@ public class StackMount : TestMount
     protected StackMount(int? pinnedLimit) : this(source => StackFileSystem.Open(source, pinnedLimit)) { }
 
     /// <summary>A StackFs made by <paramref name="open"/> over a fresh source directory.</summary>
-    protected StackMount(Func<string, StackFileSystem> open) : this(Directory.CreateTempSubdirectory("extfuse-src-").FullName, open) { }
+    protected StackMount(Func<string, StackFileSystem> open, bool ioUring = false) : this(Directory.CreateTempSubdirectory("extfuse-src-").FullName, open, ioUring) { }
 
-    private StackMount(string source, Func<string, StackFileSystem> open) : base(open(source)) => Source = source;
+    private StackMount(string source, Func<string, StackFileSystem> open, bool ioUring) : base(open(source), ioUring: ioUring) => Source = source;
 
     public string Source { get; }
     public StackFileSystem Stack => (StackFileSystem)Fs;
@@ -87,6 +99,9 @@ public class StackMount : TestMount
         Directory.Delete(Source, recursive: true);
     }
 }
+
+/// <summary>StackFs served over FUSE over io_uring.</summary>
+public sealed class UringStackMount() : StackMount(source => StackFileSystem.Open(source), ioUring: true);
 
 /// <summary>StackFs with long caching (60 s entries, attributes and negative entries) and kept page and listing caches: only invalidation keeps it true.</summary>
 public sealed class CachedStackMount() : StackMount(source => new StackFileSystem(source)

@@ -71,6 +71,11 @@ public sealed class FileSystemGenerator : IIncrementalGenerator
               .AppendLine($"    public override global::System.Collections.Generic.IReadOnlyList<{D}CheckRule> Rules => CheckRules;")
               .AppendLine($"    public override global::System.Collections.Generic.IReadOnlyList<{D}FastPathRule> FastPaths => FastPathRules;")
               .AppendLine($"    public override global::System.Collections.Generic.IReadOnlyList<{D}PathRule> PathRules => DeclaredPathRules;");
+            var nodeMaps = model.FastPaths.SelectMany(f => f.NodeMaps).Distinct().ToList();
+            if (nodeMaps.Count > 0)
+                sb.AppendLine()
+                  .AppendLine("    /// <summary>Maps by node id that [FastPath] answers come from: the session drops a node's cached attributes when its entry changes.</summary>")
+                  .AppendLine($"    public override global::System.Collections.Generic.IReadOnlyList<{D}INodeKeyedMap> FastPathNodeMaps => [{string.Join(", ", nodeMaps)}];");
             if (model.InitFlags != 0)
                 sb.AppendLine().AppendLine("    /// <summary>INIT capabilities the rules need (the session asks for those the kernel offers).</summary>")
                   .AppendLine($"    public override global::ExtFuse.Protocol.InitFlags RuleInitFlags => (global::ExtFuse.Protocol.InitFlags)0x{model.InitFlags:x}UL;");

@@ -48,8 +48,8 @@ internal sealed record DiagnosticInfo(string Id, string FilePath, TextSpan Span,
 /// <summary>A [Check] method: its name, the operations it applies to, and its C function name.</summary>
 internal sealed record CheckModel(string Name, uint Ops, string CFunction);
 
-/// <summary>A [FastPath] method: the one operation it serves and its C function name.</summary>
-internal sealed record FastPathModel(string Name, uint Op, string CFunction);
+/// <summary>A [FastPath] method: the one operation it serves, its C function name, and the node-keyed maps it answers from.</summary>
+internal sealed record FastPathModel(string Name, uint Op, string CFunction, EquatableArray<string> NodeMaps);
 
 /// <summary>A KernelMap field: a BPF hash map of the same name, and the C# and C types of key and value.</summary>
 internal sealed record MapModel(string Name, string KeyType, string ValueType, string KeyCType, string ValueCType, int MaxEntries);

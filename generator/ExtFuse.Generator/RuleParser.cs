@@ -95,7 +95,13 @@ internal static class RuleParser
                 if (isCheck) checks.Add(new CheckModel(method.Name, ops, c));
                 else if (fastPaths.Any(f => f.Op == ops))
                     diagnostics.Add(DiagnosticInfo.Create(Diagnostics.ConflictingRules, location, $"two [FastPath] methods serve the same operation ({fastPaths.First(f => f.Op == ops).Name} and {method.Name})"));
-                else fastPaths.Add(new FastPathModel(method.Name, ops, c));
+                else
+                {
+                    // Maps keyed by node id that the answer comes from: a change to an entry makes the
+                    // kernel's cached attributes of that node wrong, so the session invalidates them.
+                    var nodeMaps = translator.MapsReadBy(method).Where(m => translator.MapNamed(m)?.KeyType == "ulong").ToImmutableArray();
+                    fastPaths.Add(new FastPathModel(method.Name, ops, c, new EquatableArray<string>(nodeMaps)));
+                }
             }
         }
 

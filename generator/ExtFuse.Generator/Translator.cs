@@ -29,6 +29,8 @@ internal sealed class Translator(Compilation compilation, INamedTypeSymbol owner
     private readonly List<string> _functions = [];
     private readonly HashSet<IMethodSymbol> _inProgress = new(SymbolEqualityComparer.Default);
     private readonly Dictionary<IMethodSymbol, int> _stack = new(SymbolEqualityComparer.Default);
+    /// <summary>The KernelMaps each translated method looks up, its callees' included.</summary>
+    private readonly Dictionary<IMethodSymbol, SortedSet<string>> _reads = new(SymbolEqualityComparer.Default);
 
     public IReadOnlyList<DiagnosticInfo> Diagnostics => _diagnostics;
     private INamedTypeSymbol Owner => owner;
@@ -121,9 +123,17 @@ internal sealed class Translator(Compilation compilation, INamedTypeSymbol owner
         _inProgress.Remove(method);
         _translated[method] = name;
         _stack[method] = fn.StackBytes + fn.CalleeStack;
+        _reads[method] = fn.Reads;
         if (_stack[method] > 512) Report(ExtFuse.Generator.Diagnostics.StackTooLarge, syntax.Identifier, method.Name, _stack[method].ToString(CultureInfo.InvariantCulture));
         return name;
     }
+
+    /// <summary>The names of the KernelMaps a translated method (or a method it calls) looks up.</summary>
+    public IReadOnlyCollection<string> MapsReadBy(IMethodSymbol method) =>
+        _reads.TryGetValue(method, out var r) ? r : (IReadOnlyCollection<string>)System.Array.Empty<string>();
+
+    /// <summary>The model of a KernelMap field, by name.</summary>
+    public MapModel? MapNamed(string name) => _maps.Values.FirstOrDefault(m => m.Name == name);
 
     internal static bool IsRequest(ITypeSymbol t) => t.ToDisplayString() == RequestType;
 
@@ -264,6 +274,7 @@ internal sealed class Translator(Compilation compilation, INamedTypeSymbol owner
     {
         public int StackBytes;
         public int CalleeStack;
+        public readonly SortedSet<string> Reads = new(System.StringComparer.Ordinal);
         /// <summary>Declarations an expression needs before its statement (out var, map temporaries).</summary>
         private readonly List<string> _hoisted = [];
         /// <summary>For-loop variables and the exclusive bound the verifier will see for them.</summary>
@@ -617,6 +628,7 @@ internal sealed class Translator(Compilation compilation, INamedTypeSymbol owner
             }
             var name = t.Translate(target);
             CalleeStack = System.Math.Max(CalleeStack, t._stack.TryGetValue(target, out var s) ? s : 0);
+            if (t._reads.TryGetValue(target, out var calleeReads)) Reads.UnionWith(calleeReads);
             var args = call.ArgumentList.Arguments.Select((a, i) => target.Parameters[i].RefKind switch
             {
                 RefKind.None => Expr(a.Expression),
@@ -640,6 +652,7 @@ internal sealed class Translator(Compilation compilation, INamedTypeSymbol owner
             {
                 case "TryGet" when args.Count == 2:
                 {
+                    Reads.Add(map.Name);
                     string target;
                     if (args[1].Expression is DeclarationExpressionSyntax { Designation: SingleVariableDesignationSyntax single }
                         && model.GetDeclaredSymbol(single) is ILocalSymbol declared)
@@ -656,6 +669,7 @@ internal sealed class Translator(Compilation compilation, INamedTypeSymbol owner
                 }
                 case "GetValueOrDefault" when args.Count == 1:
                 {
+                    Reads.Add(map.Name);
                     var p = Temp();
                     return $"({{ {map.KeyCType} {k} = {Expr(args[0].Expression)}; {map.ValueCType} *{p} = bpf_map_lookup_elem(&{map.Name}, &{k}); " +
                            $"{p} ? *{p} : {Zero(map.ValueCType)}; }})";

@@ -83,6 +83,8 @@ public abstract class RawFileSystem
 
     /// <summary>[FastPath] handlers the session runs before the handler of their operation.</summary>
     public virtual IReadOnlyList<ExtFuse.Declarative.FastPathRule> FastPaths => [];
+    /// <summary>Maps keyed by node id that fast paths answer attributes from (generated): a change to an entry invalidates that node's cached attributes.</summary>
+    public virtual IReadOnlyList<ExtFuse.Declarative.INodeKeyedMap> FastPathNodeMaps => [];
 
     /// <summary>[Deny], [Hide] and [Passthrough] rules; path conditions need <see cref="PathOf"/>.</summary>
     public virtual IReadOnlyList<ExtFuse.Declarative.PathRule> PathRules => [];

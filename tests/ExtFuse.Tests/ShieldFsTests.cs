@@ -275,17 +275,24 @@ public class ShieldFsTests(ShieldMount m) : IClassFixture<ShieldMount>
         Assert.Equal(data[..4096], File.ReadAllBytes(Path.Combine(m.Root, "small.txt")));  // not *.bin: the daemon serves it
         Assert.True(m.Session.RequestsOf(FuseOpcode.Read) > readsBefore);
 
-        // Pin attributes for small.txt's node; after the kernel forgets its cached ones, GETATTR is answered from the map.
+        // Pin attributes for small.txt's node. The kernel holds its attributes for 5 s ([CacheAttr]);
+        // the generated FastPathNodeMaps make the session drop them when the map entry changes, so
+        // the very next stat is answered from the map, and so is the one after the entry is replaced.
         Assert.Equal(0, Posix.LStat(Path.Combine(m.Root, "small.txt"), out var st));
         var node = fs.FindByStableIno(st.Ino)!;
         try
         {
-            ShieldFileSystem.PinnedAttrs.Set(node.NodeId, new FuseAttrOut { AttrValid = 0, Attr = new FuseAttr { Ino = st.Ino, Size = 777, Mode = st.Mode, Nlink = 1 } });
             var served = m.Session.FastPathServed;
-            Assert.Equal(0, m.Session.NotifyInvalInode(node.NodeId, -1));
+            ShieldFileSystem.PinnedAttrs.Set(node.NodeId, new FuseAttrOut { AttrValid = 0, Attr = new FuseAttr { Ino = st.Ino, Size = 777, Mode = st.Mode, Nlink = 1 } });
             Assert.Equal(0, Posix.LStat(Path.Combine(m.Root, "small.txt"), out var pinnedStat));
             Assert.Equal(777, pinnedStat.Size);
             Assert.True(m.Session.FastPathServed > served);
+            ShieldFileSystem.PinnedAttrs.Set(node.NodeId, new FuseAttrOut { AttrValid = 60, Attr = new FuseAttr { Ino = st.Ino, Size = 778, Mode = st.Mode, Nlink = 1 } });
+            Assert.Equal(0, Posix.LStat(Path.Combine(m.Root, "small.txt"), out pinnedStat));
+            Assert.Equal(778, pinnedStat.Size);
+            ShieldFileSystem.PinnedAttrs.Remove(node.NodeId);   // back to the file's own attributes, though the kernel was told 60 s
+            Assert.Equal(0, Posix.LStat(Path.Combine(m.Root, "small.txt"), out pinnedStat));
+            Assert.Equal(st.Size, pinnedStat.Size);
             if (m.Session.Offload!.Statistics is not null)
             {
                 using var pinned = Kernel.FuseStatistics.OpenPinned(m.Session.Mount!.ConnectionId)!;

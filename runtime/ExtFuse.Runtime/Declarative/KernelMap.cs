@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using ExtFuse.Bpf;
 
@@ -12,8 +13,18 @@ namespace ExtFuse.Declarative;
 /// the kernel's map, so the daemon and the BPF programs share one table.
 /// Keys compare by their bytes, as the kernel's hash maps compare them.
 /// </summary>
-public sealed class KernelMap<TKey, TValue> where TKey : unmanaged where TValue : unmanaged
+public sealed class KernelMap<TKey, TValue> : INodeKeyedMap where TKey : unmanaged where TValue : unmanaged
 {
+    private event Action<ulong>? NodeChanged;
+
+    /// <summary>With node ids for keys (ulong): raised after the daemon changed or removed an entry.</summary>
+    event Action<ulong>? INodeKeyedMap.NodeChanged { add => NodeChanged += value; remove => NodeChanged -= value; }
+
+    private void Changed(TKey key)
+    {
+        if (typeof(TKey) == typeof(ulong) && NodeChanged is { } handlers) handlers(Unsafe.As<TKey, ulong>(ref key));
+    }
+
     private readonly Dictionary<TKey, TValue> _entries = new(BytewiseComparer.Instance);
     private BpfMap<TKey, TValue>? _kernel;
 
@@ -38,20 +49,26 @@ public sealed class KernelMap<TKey, TValue> where TKey : unmanaged where TValue 
     /// <summary>Adds or replaces; false when the key is new and the map is full (the kernel's E2BIG).</summary>
     public bool Set(TKey key, TValue value)
     {
-        if (_kernel is { } k) return k.Set(key, value);
-        lock (_entries)
-        {
-            if (_entries.Count >= MaxEntries && !_entries.ContainsKey(key)) return false;
-            _entries[key] = value;
-            return true;
-        }
+        bool done;
+        if (_kernel is { } k) done = k.Set(key, value);
+        else
+            lock (_entries)
+            {
+                done = _entries.Count < MaxEntries || _entries.ContainsKey(key);
+                if (done) _entries[key] = value;
+            }
+        if (done) Changed(key);
+        return done;
     }
 
     /// <summary>Removes a key; false when it was not there.</summary>
     public bool Remove(TKey key)
     {
-        if (_kernel is { } k) return k.Delete(key);
-        lock (_entries) return _entries.Remove(key);
+        bool done;
+        if (_kernel is { } k) done = k.Delete(key);
+        else lock (_entries) done = _entries.Remove(key);
+        if (done) Changed(key);
+        return done;
     }
 
     public int Count
@@ -75,8 +92,7 @@ public sealed class KernelMap<TKey, TValue> where TKey : unmanaged where TValue 
 
     public void Clear()
     {
-        if (_kernel is { } k) { foreach (var key in k.Keys()) k.Delete(key); return; }
-        lock (_entries) _entries.Clear();
+        foreach (var (key, _) in Entries()) Remove(key);
     }
 
     /// <summary>
@@ -120,4 +136,10 @@ public sealed class KernelMap<TKey, TValue> where TKey : unmanaged where TValue 
             return h.ToHashCode();
         }
     }
+}
+
+/// <summary>A KernelMap seen by the session: keys that are node ids, and a change notice for each.</summary>
+public interface INodeKeyedMap
+{
+    event Action<ulong>? NodeChanged;
 }

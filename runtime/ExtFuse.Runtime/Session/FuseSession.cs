@@ -100,6 +100,7 @@ public sealed partial class FuseSession : IDisposable
         _fs.Session = this;
         _offload = ExtFuse.Kernel.KernelOffload.Start(_fs, _ruleNames, mount.ConnectionId, _options.Bpf);
         _notifyChannel = new DeviceChannel(mount.Fd);
+        foreach (var map in _fs.FastPathNodeMaps) map.NodeChanged += AttributesSourceChanged;
         // Over io_uring the device only carries INIT, FORGET and INTERRUPT: one reader is enough
         // (the rest start if the kernel does not offer the ring).
         AddReaders(_options.IoUring ? 1 : Math.Max(1, _options.Threads));
@@ -226,6 +227,7 @@ public sealed partial class FuseSession : IDisposable
     private void ReaderStopped(string reason)
     {
         if (Interlocked.Decrement(ref _liveReaders) != 0) return;
+        foreach (var map in _fs.FastPathNodeMaps) map.NodeChanged -= AttributesSourceChanged;
         RunDestroy();
         _offload?.Dispose();
         Log.Ended(reason);
@@ -238,6 +240,15 @@ public sealed partial class FuseSession : IDisposable
     {
         if (Interlocked.Exchange(ref _destroyed, 1) != 0) return;
         try { _fs.Destroy(); } catch (Exception e) { Log.DestroyFailed(e); }
+    }
+
+    /// <summary>
+    /// A fast path answers GETATTR of this node from a map entry that just changed: the attributes
+    /// the kernel cached from the old entry must go (ENOENT: the kernel holds none).
+    /// </summary>
+    private void AttributesSourceChanged(ulong node)
+    {
+        if (Initialized.IsCompletedSuccessfully) NotifyInvalInode(node, -1);
     }
 
     // ---- interrupts ----

@@ -37,6 +37,9 @@ partial class ShieldFileSystem
     public override global::System.Collections.Generic.IReadOnlyList<global::ExtFuse.Declarative.FastPathRule> FastPaths => FastPathRules;
     public override global::System.Collections.Generic.IReadOnlyList<global::ExtFuse.Declarative.PathRule> PathRules => DeclaredPathRules;
 
+    /// <summary>Maps by node id that [FastPath] answers come from: the session drops a node's cached attributes when its entry changes.</summary>
+    public override global::System.Collections.Generic.IReadOnlyList<global::ExtFuse.Declarative.INodeKeyedMap> FastPathNodeMaps => [PinnedAttrs];
+
     /// <summary>INIT capabilities the rules need (the session asks for those the kernel offers).</summary>
     public override global::ExtFuse.Protocol.InitFlags RuleInitFlags => (global::ExtFuse.Protocol.InitFlags)0x2000006000UL;
 

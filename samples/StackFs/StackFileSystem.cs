@@ -149,6 +149,8 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
     }
 
     /// <summary>Inode numbers are unique per device; fold the device in for trees that span mounts.</summary>
+    private bool HoldsDescriptor => Volatile.Read(ref _fd) >= 0;
+
     private static ulong StableInoOf(in Stat st, SourceTree tree) => st.Dev == tree.RootDev ? st.Ino : st.Ino ^ (st.Dev << 40);
 
     /// <summary>A node that holds a descriptor keeps its inode alive, so its number cannot have been
@@ -245,6 +247,16 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
         Span<byte> z = stackalloc byte[256];
         fixed (byte* p = Z(name, z))
         {
+            // A name the kernel looks up again most often names a node it already has: one stat,
+            // and no descriptor or node object. A node that holds a descriptor keeps its inode
+            // alive, so an equal inode number is the same file.
+            if (FStatAt(parentFd, p, out var known, AT_SYMLINK_NOFOLLOW) == 0
+                && Tree?.FindByStableIno(StableInoOf(known, _tree)) is StackNode { HoldsDescriptor: true } live)
+            {
+                child = live;
+                attr = StackFileSystem.ToAttr(known);
+                return 0;
+            }
             var counted = _tree.Handles && _tree.TryPin();
             if (counted || !_tree.Handles)
             {

@@ -54,14 +54,19 @@ public class NodeFileSystem : RawFileSystem
 
     private static string Key(ReadOnlySpan<byte> name) => Encoding.Latin1.GetString(name);
 
-    /// <summary>Records that the kernel now holds one more reference to parent/name -> child; returns the node it knows.</summary>
-    private Node Register(Node parent, ReadOnlySpan<byte> name, Node child)
+    /// <summary>
+    /// Records that the kernel now holds one more reference to parent/name -> child; returns the node
+    /// it knows, or null when <paramref name="child"/> is a known node that FORGET dropped meanwhile
+    /// (the lookup must then be done again).
+    /// </summary>
+    private Node? Register(Node parent, ReadOnlySpan<byte> name, Node child)
     {
         Node? discard = null;
         Node node;
         var fresh = false;
         lock (_table)
         {
+            if (child.NodeId != 0 && _byId.GetValueOrDefault(child.NodeId) != child) return null;
             node = child;
             if (child.NodeId == 0 && child.StableIno != 0 && _byIno.TryGetValue(child.StableIno, out var known) && known != child
                 && child.IsSameInode(known))
@@ -78,7 +83,7 @@ public class NodeFileSystem : RawFileSystem
                 fresh = true;
             }
             node.Lookups++;
-            if (!name.IsEmpty) Bind(parent, Key(name), node);
+            if (!name.IsEmpty) Bind(parent, name, node);
         }
         discard?.OnForget();
         if (fresh) OnRegistered(node);
@@ -94,6 +99,15 @@ public class NodeFileSystem : RawFileSystem
 
     /// <summary>The names the kernel knows in <paramref name="parent"/>, as bytes.</summary>
     public List<byte[]> KnownNames(Node parent) { lock (_table) return [.. parent.KnownChildren.Keys.Select(Encoding.Latin1.GetBytes)]; }
+
+    private static void Bind(Node parent, ReadOnlySpan<byte> name, Node child)
+    {
+        // The same binding again (a repeated LOOKUP) is found without making the name a string.
+        Span<char> chars = name.Length <= 256 ? stackalloc char[name.Length] : new char[name.Length];
+        Encoding.Latin1.GetChars(name, chars);
+        if (parent.KnownChildren.GetAlternateLookup<ReadOnlySpan<char>>().TryGetValue(chars, out var old) && old == child) return;
+        Bind(parent, new string(chars), child);
+    }
 
     private static void Bind(Node parent, string name, Node child)
     {
@@ -178,10 +192,25 @@ public class NodeFileSystem : RawFileSystem
         return new FuseAttrOut { AttrValid = s, AttrValidNsec = ns, Attr = Stable(node, attr) };
     }
 
-    private void ReplyNew(FuseRequest r, Node parent, ReadOnlySpan<byte> name, Node child, in FuseAttr attr)
+    private void ReplyNew(FuseRequest r, Node parent, ReadOnlySpan<byte> name, Node child, FuseAttr attr)
     {
-        var node = Register(parent, name, child);
-        r.ReplyEntry(EntryFor(node, attr));
+        if (RegisterOrLookUp(r, parent, name, child, ref attr) is { } node) r.ReplyEntry(EntryFor(node, attr));
+    }
+
+    /// <summary>
+    /// Registers what an operation answered. An operation may answer with a node the kernel already
+    /// has; if FORGET dropped that node in the meantime, the name is looked up again, which makes a
+    /// new node. Null when that failed (the error is replied).
+    /// </summary>
+    private Node? RegisterOrLookUp(FuseRequest r, Node parent, ReadOnlySpan<byte> name, Node child, ref FuseAttr attr)
+    {
+        for (var attempt = 0; attempt < 3; attempt++)
+        {
+            if (Register(parent, name, child) is { } node) return node;
+            if (parent is not INodeLookup lookup || Fail(r, lookup.Lookup(new OpContext(r), name, out child, out attr))) return null;
+        }
+        r.ReplyError(Errno.EAGAIN);
+        return null;
     }
 
     private static bool Fail(FuseRequest r, int err)
@@ -308,7 +337,11 @@ public class NodeFileSystem : RawFileSystem
     {
         if (!Resolve<INodeCreate>(r, parent, out var p, out var op)) return;
         if (Fail(r, op.Create(new OpContext(r), name, c.Flags, c.Mode, out var child, out var attr, out var handle, out var flags))) return;
-        var node = Register(p, name, child);
+        if (RegisterOrLookUp(r, p, name, child, ref attr) is not { } node)
+        {
+            handle.Release();
+            return;
+        }
         var open = new FuseOpenOut { Fh = AddHandle(handle), OpenFlags = flags };
         Passthrough(r, node, handle, ref open);
         r.ReplyCreate(EntryFor(node, attr), open);
@@ -318,7 +351,7 @@ public class NodeFileSystem : RawFileSystem
     {
         if (!Resolve<INodeTmpFile>(r, parent, out var p, out var op)) return;
         if (Fail(r, op.TmpFile(new OpContext(r), c.Flags, c.Mode, out var child, out var attr, out var handle))) return;
-        var node = Register(p, default, child);
+        var node = Register(p, default, child)!; // always a new node: nothing to have forgotten
         r.ReplyCreate(EntryFor(node, attr), new FuseOpenOut { Fh = AddHandle(handle) });
     }
 
@@ -541,8 +574,9 @@ public class NodeFileSystem : RawFileSystem
             // "." and ".." and entries that vanished meanwhile go without a node (nodeid 0: no lookup reference).
             var entry = new FuseEntryOut { Attr = new FuseAttr { Ino = ino, Mode = mode } };
             if (!name.SequenceEqual("."u8) && !name.SequenceEqual(".."u8) && dir is INodeLookup lookup
-                && lookup.Lookup(new OpContext(r), name, out var child, out var attr) == 0)
-                entry = fs.EntryFor(fs.Register(dir, name, child), attr);
+                && lookup.Lookup(new OpContext(r), name, out var child, out var attr) == 0
+                && fs.Register(dir, name, child) is { } known)
+                entry = fs.EntryFor(known, attr);
             Length += DirectoryListing.EncodePlus(rest, entry, name, (ulong)nextOffset);
             return true;
         }

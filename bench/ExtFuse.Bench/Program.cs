@@ -8,7 +8,7 @@ namespace ExtFuse.Bench;
 
 /// <summary>
 /// Runs the same workloads on a native directory and on StackFs mounts of it in several
-/// configurations (no offload, kernel caching, caching + passthrough, no offload over io_uring), in one go, and writes each
+/// configurations (no offload, kernel caching, caching + passthrough, no offload over io_uring, no offload with splice reads), in one go, and writes each
 /// figure with its ratio to native (JSON + Markdown) and a plot of the ratios (PNG, gnuplot). Usage:
 ///   ExtFuse.Bench --cli PATH/extfuse.dll --work DIR --out DIR [--quick]
 /// </summary>
@@ -24,6 +24,8 @@ public static class Program
         new("caching + passthrough", ["--cache", "60", "--passthrough", "**"]),
         // The transport alone: the same as "no offload", with requests over io_uring.
         new("no offload, io_uring", ["--cache", "0", "-o", "io_uring"]),
+        // READ replies by splice(2) instead of pread + writev, against "no offload" (plain copies).
+        new("no offload, splice", ["--cache", "0", "-o", "splice_read"]),
     ];
 
     /// <summary>One workload: native, then each configuration (NaN where it did not run).</summary>

@@ -494,6 +494,19 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
 
     private const int IgnoredOpenFlags = O_CREAT | O_EXCL | O_NOCTTY;
 
+    /// <summary>
+    /// With writeback caching the kernel reads pages to complete partial writes through any handle,
+    /// a write-only one too, and places appends itself: open for reading as well, and without
+    /// O_APPEND (which would put the kernel's positioned writes at the end).
+    /// </summary>
+    private int ForWriteback(int flags)
+    {
+        if (Tree?.Session?.Connection.Has(ExtFuse.Protocol.InitFlags.WritebackCache) != true) return flags;
+        const int WriteOnly = 1, ReadWrite = 2, Append = 0x400;
+        if ((flags & O_ACCMODE) == WriteOnly) flags = (flags & ~O_ACCMODE) | ReadWrite;
+        return flags & ~Append;
+    }
+
     public int Create(OpContext ctx, ReadOnlySpan<byte> name, uint flags, uint mode, out Node child, out FuseAttr attr, out FileHandle handle, out OpenReplyFlags replyFlags)
     {
         child = null!; attr = default; handle = null!; replyFlags = OpenReplyFlags.None;
@@ -503,7 +516,7 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
         if (d.Error != 0) return d.Error;
         int fd;
         Expect(name);
-        using (new AsCaller(ctx)) fixed (byte* p = Z(name, z)) fd = OpenAt(d.Fd, p, ((int)flags & ~O_NOCTTY) | O_CREAT, mode);
+        using (new AsCaller(ctx)) fixed (byte* p = Z(name, z)) fd = OpenAt(d.Fd, p, ForWriteback((int)flags & ~O_NOCTTY) | O_CREAT, mode);
         if (fd < 0) return -fd;
         var err = NewChild(d.Fd, name, out child, out attr);
         if (err != 0) { Close(fd); return err; }
@@ -532,7 +545,7 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
     public int Open(OpContext ctx, uint flags, out FileHandle handle, out OpenReplyFlags replyFlags)
     {
         handle = null!; replyFlags = OpenReplyFlags.None;
-        var fd = Reopen((int)flags & ~(IgnoredOpenFlags | O_NOFOLLOW));
+        var fd = Reopen(ForWriteback((int)flags & ~(IgnoredOpenFlags | O_NOFOLLOW)));
         if (fd < 0) return -fd;
         handle = new StackFile(fd);
         return 0;

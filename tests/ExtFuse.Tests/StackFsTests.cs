@@ -408,3 +408,82 @@ public class StackFsCachingTests(CachedStackMount m) : IClassFixture<CachedStack
         Assert.True(failures.IsEmpty, string.Join("\n", failures.Take(5)));
     }
 }
+
+/// <summary>StackFs answering READ by splice(2) from its source files (-o splice_read).</summary>
+public unsafe class StackFsSpliceTests
+{
+    private sealed class SpliceStackMount() : StackMount(source => ExtFuse.Samples.Stack.StackFileSystem.Open(source), spliceRead: true);
+
+    [Fact]
+    public void Reads_by_splice_return_the_source_bytes_at_every_offset_and_length()
+    {
+        using var m = new SpliceStackMount();
+        var data = new byte[3 * 1024 * 1024 + 123];
+        new Random(7).NextBytes(data);
+        File.WriteAllBytes(Path.Combine(m.Source, "blob"), data);
+        var before = m.Session.SplicedReplies;
+        // O_DIRECT: every read is a READ request of exactly this size and offset.
+        var fd = Posix.Open(Path.Combine(m.Root, "blob"), Posix.O_RDONLY | Posix.O_DIRECT);
+        Assert.True(fd >= 0, $"open: errno {-fd}");
+        try
+        {
+            var memory = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(1 << 20, 4096);
+            var buffer = new Span<byte>(memory, 1 << 20);
+            try
+            {
+            foreach (var (offset, length) in new[] { (0L, 4096), (4096L, 131072), (1L << 20, 1 << 19), (data.Length - 123L, 4096), (data.Length + 4096L, 4096), (8192L, 1 << 20) })
+            {
+                var n = Posix.PRead(fd, buffer[..length], offset);
+                var expected = (int)Math.Clamp(data.Length - offset, 0, length);
+                Assert.Equal(expected, n);
+                Assert.True(buffer[..n].SequenceEqual(data.AsSpan((int)Math.Min(offset, data.Length), n)), $"bytes differ at offset {offset}");
+            }
+            }
+            finally { System.Runtime.InteropServices.NativeMemory.AlignedFree(memory); }
+        }
+        finally { Posix.Close(fd); }
+        Assert.True(File.ReadAllBytes(Path.Combine(m.Root, "blob")).AsSpan().SequenceEqual(data));
+        // All but the 1 MiB read (larger than a pipe holds) went by splice.
+        Assert.True(m.Session.SplicedReplies - before >= 5, $"{m.Session.SplicedReplies - before} replies by splice");
+    }
+}
+
+/// <summary>The opt-in kernel write-back cache (-o writeback_cache) on StackFs.</summary>
+public class StackFsWritebackTests
+{
+    private sealed class WritebackStackMount() : StackMount(source => ExtFuse.Samples.Stack.StackFileSystem.Open(source), writeback: true);
+
+    [Fact]
+    public void Small_writes_are_gathered_by_the_kernel_and_reach_the_source_whole()
+    {
+        using var m = new WritebackStackMount();
+        Assert.True(m.Session.Connection.Has(ExtFuse.Protocol.InitFlags.WritebackCache), "the kernel did not take writeback caching");
+        var path = Path.Combine(m.NewDir("wb"), "log");
+        var line = System.Text.Encoding.ASCII.GetBytes("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n");
+        var writesBefore = m.Session.RequestsOf(ExtFuse.Protocol.FuseOpcode.Write);
+        using (var f = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.Read, bufferSize: 0))
+        {
+            for (var i = 0; i < 2000; i++) f.Write(line);
+            f.Flush(flushToDisk: true);
+        }
+        var writes = m.Session.RequestsOf(ExtFuse.Protocol.FuseOpcode.Write) - writesBefore;
+        // 2000 write(2) calls of 65 bytes: through the page cache they leave as a few page-sized WRITEs.
+        Assert.True(writes < 200, $"{writes} WRITE requests for 2000 small writes: the kernel did not gather them");
+        var expected = Enumerable.Repeat(line, 2000).SelectMany(b => b).ToArray();
+        Assert.Equal(expected, File.ReadAllBytes(m.InSource(path)));
+        Assert.Equal(expected.Length, new FileInfo(path).Length);
+    }
+
+    [Fact]
+    public void The_model_check_passes_with_writeback_caching()
+    {
+        using var m = new WritebackStackMount();
+        var native = Directory.CreateTempSubdirectory("extfuse-fsx-native-").FullName;
+        try
+        {
+            var result = new ExtFuse.Cli.Fsx.ModelChecker(m.NewDir("fsx"), native).Run(21, 2000);
+            Assert.True(result.Passed, result.Report());
+        }
+        finally { Directory.Delete(native, true); }
+    }
+}

@@ -50,6 +50,8 @@ public sealed record MountOptions
           io_uring               FUSE over io_uring (kernel 6.14+, fuse.enable_uring=Y); falls back
                                  to /dev/fuse with one warning where the kernel does not offer it
           io_uring_depth=N       requests in flight per io_uring queue, one queue per CPU (8)
+          splice_read            answer READs of files backed by a descriptor with splice(2)
+                                 instead of pread + writev (/dev/fuse transport)
         """;
 
     /// <summary>Parses one or more -o arguments on top of these options.</summary>
@@ -94,6 +96,7 @@ public sealed record MountOptions
                 case "export_support": s = s with { ExportSupport = true }; break;
                 case "no_bpf": s = s with { Bpf = false }; break;
                 case "io_uring": s = s with { IoUring = true }; break;
+                case "splice_read": s = s with { SpliceRead = true }; break;
                 case "io_uring_depth": s = s with { IoUringQueueDepth = (int)Number(key, value, 1, 512) }; break;
                 default: throw new FuseException($"unknown mount option '{raw}' (extfuse --help lists them)", Errno.EINVAL);
             }

@@ -446,6 +446,7 @@ public class NodeFileSystem : RawFileSystem
     public override void Read(FuseRequest r, ulong nodeId, in FuseReadIn read)
     {
         if (!HandleFor(r, read.Fh, out var h)) return;
+        if (h.BackingFd >= 0 && r.TryReplySplice(h.BackingFd, (long)read.Offset, (int)read.Size)) return;
         var buf = r.GetReplyBuffer((int)read.Size);
         if (!Fail(r, h.Read(new OpContext(r), (long)read.Offset, buf, out var n))) r.ReplyBuffer(n);
     }

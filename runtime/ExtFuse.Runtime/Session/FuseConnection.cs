@@ -22,6 +22,11 @@ public sealed record FuseSessionOptions
     public bool IoUring { get; init; }
     /// <summary>Registered entries per io_uring queue (one queue per CPU): requests each CPU can have in the daemon at once.</summary>
     public int IoUringQueueDepth { get; init; } = 8;
+    /// <summary>
+    /// Answer READs of files with a backing descriptor by splice(2), not pread + writev (-o splice_read).
+    /// Off by default: the bench measures it against plain copies (README, Benchmarks).
+    /// </summary>
+    public bool SpliceRead { get; init; }
 }
 
 /// <summary>What INIT negotiated. A file system may adjust Flags and the limits in RawFileSystem.Init.</summary>

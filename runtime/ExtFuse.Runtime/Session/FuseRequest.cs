@@ -148,6 +148,27 @@ public sealed class FuseRequest
 
     public void ReplyBuffer(int length) => ReplyData(_replyBuffer.AsSpan(_replyOffset, length));
 
+    /// <summary>
+    /// Answers READ with up to <paramref name="size"/> bytes of <paramref name="fd"/> at
+    /// <paramref name="offset"/>, moved by splice(2) instead of copied through this process, where
+    /// the session allows it (-o splice_read, on the /dev/fuse transport). False: nothing was sent,
+    /// answer as usual.
+    /// </summary>
+    public bool TryReplySplice(int fd, long offset, int size)
+    {
+        if (_session is not { SpliceReads: true } || Channel is not DeviceChannel device) return false;
+        if (Interlocked.CompareExchange(ref _replyClaimed, 1, 0) != 0)
+            throw new InvalidOperationException($"request {Unique} ({Opcode}) was already answered");
+        if (device.SpliceReply(Unique, fd, offset, size) != 0)
+        {
+            Volatile.Write(ref _replyClaimed, 0);
+            return false;
+        }
+        _session.CountSplicedReply();
+        Finish();
+        return true;
+    }
+
     /// <summary>Marks a request that takes no reply (FORGET, NOTIFY_REPLY) as finished.</summary>
     internal void CompleteWithoutReply()
     {

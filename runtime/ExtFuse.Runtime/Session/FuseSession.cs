@@ -55,6 +55,12 @@ public sealed partial class FuseSession : IDisposable
     public FuseConnection Connection { get; } = new();
     public FuseMount? Mount { get; private set; }
     public uint ProtocolMinor => Connection.ProtocolMinor;
+    /// <summary>READ replies from a file descriptor go by splice(2) (-o splice_read; /dev/fuse transport only).</summary>
+    public bool SpliceReads => _options.SpliceRead && Transport == FuseTransport.Device;
+    /// <summary>READ replies sent by splice(2) so far.</summary>
+    public long SplicedReplies => Interlocked.Read(ref _splicedReplies);
+    private long _splicedReplies;
+    internal void CountSplicedReply() => Interlocked.Increment(ref _splicedReplies);
     /// <summary>The kernel side of this mount (statistics, fast-path and rule counters, where each rule runs); set by <see cref="Start"/>, disposed when the session ends.</summary>
     public ExtFuse.Kernel.KernelOffload? Offload => _offload;
     /// <summary>Completes when the kernel's INIT has been answered.</summary>
@@ -218,6 +224,7 @@ public sealed partial class FuseSession : IDisposable
             finally
             {
                 NativeMemory.AlignedFree(block);
+                _channel.ClosePipes();
                 if (ownsFd) Libc.Close(fd);
                 session.ReaderStopped(reason);
             }

@@ -15,12 +15,12 @@ public abstract class TestMount : IDisposable
     private int _dirs;
 
     /// <param name="ioUring">Serve over FUSE over io_uring instead of /dev/fuse reads; the mount fails if the kernel does not take the ring.</param>
-    protected TestMount(RawFileSystem fs, MountOptions? options = null, bool ioUring = false)
+    protected TestMount(RawFileSystem fs, MountOptions? options = null, bool ioUring = false, bool spliceRead = false, bool writeback = false)
     {
         Fs = fs;
         Root = Directory.CreateTempSubdirectory("extfuse-test-").FullName;
         options ??= new MountOptions { FsName = "extfuse-test", Subtype = "test", DefaultPermissions = true, AllowOther = true };
-        Session = new FuseSession(fs, options.Session with { Threads = 4, IoUring = ioUring });
+        Session = new FuseSession(fs, options.Session with { Threads = 4, IoUring = ioUring, SpliceRead = spliceRead, WritebackCache = writeback });
         var mount = FuseMount.Mount(Root, options);
         try
         {
@@ -82,9 +82,11 @@ public class StackMount : TestMount
     protected StackMount(int? pinnedLimit) : this(source => StackFileSystem.Open(source, pinnedLimit)) { }
 
     /// <summary>A StackFs made by <paramref name="open"/> over a fresh source directory.</summary>
-    protected StackMount(Func<string, StackFileSystem> open, bool ioUring = false) : this(Directory.CreateTempSubdirectory("extfuse-src-").FullName, open, ioUring) { }
+    protected StackMount(Func<string, StackFileSystem> open, bool ioUring = false, bool spliceRead = false, bool writeback = false)
+        : this(Directory.CreateTempSubdirectory("extfuse-src-").FullName, open, ioUring, spliceRead, writeback) { }
 
-    private StackMount(string source, Func<string, StackFileSystem> open, bool ioUring) : base(open(source), ioUring: ioUring) => Source = source;
+    private StackMount(string source, Func<string, StackFileSystem> open, bool ioUring, bool spliceRead, bool writeback)
+        : base(open(source), ioUring: ioUring, spliceRead: spliceRead, writeback: writeback) => Source = source;
 
     public string Source { get; }
     public StackFileSystem Stack => (StackFileSystem)Fs;

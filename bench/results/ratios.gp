@@ -10,4 +10,4 @@ set grid ytics
 set key outside top center horizontal
 set xtics scale 0 font ",9"
 set datafile separator "	"
-plot for [i=2:4] "bench/results/ratios.dat" using i:xtic(1) title columnheader(i),                  "bench/results/ratios.dat" using ($0 - 1):5 with points pt 9 ps 2.5 lc rgb "black" title "target"
+plot for [i=2:6] "bench/results/ratios.dat" using i:xtic(1) title columnheader(i),                  "bench/results/ratios.dat" using ($0 - 1):7 with points pt 9 ps 2.5 lc rgb "black" title "target"

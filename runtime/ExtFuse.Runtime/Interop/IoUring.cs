@@ -102,7 +102,10 @@ internal sealed unsafe partial class IoUring : IDisposable
     {
         while (true)
         {
-            var pending = _sqEntries; // the kernel submits what lies between its head and our tail
+            // Exactly what is queued: asked to submit more than there is, the kernel returns
+            // without waiting for completions.
+            uint pending;
+            lock (_submitLock) pending = _localTail - Volatile.Read(ref *_sqHead);
             var r = syscall(SysEnter, _fd, (nint)pending, wait ? 1 : 0, (nint)(wait ? EnterGetEvents : 0), 0, 0);
             if (r >= 0) return 0;
             var err = Marshal.GetLastPInvokeError();

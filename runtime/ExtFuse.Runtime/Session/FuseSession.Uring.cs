@@ -46,7 +46,12 @@ public sealed partial class FuseSession
             Transport = FuseTransport.IoUring;
             Log.UringStarted(cpus, Math.Max(1, _options.IoUringQueueDepth), payload);
         }
-        else Log.UringFailed(failed);
+        else
+        {
+            // The kernel turns the ring on only with every queue: requests stay on /dev/fuse.
+            Log.UringFailed(failed);
+            AddReaders(Math.Max(1, _options.Threads) - 1);
+        }
     }
 
     /// <summary>The kernel keeps a queue per possible CPU (not per online one) and needs them all.</summary>
@@ -95,42 +100,118 @@ public sealed partial class FuseSession
                 try
                 {
                     PinToCpu(qid);
-                    _ring = new IoUring((uint)depth);
+                    _ring = new IoUring((uint)depth + 1);         // the entries, and the eventfd read
                     _entries = new Entry[depth];
                     for (var i = 0; i < depth; i++) _entries[i] = new Entry(this, i, payloadSize);
                     foreach (var e in _entries) Submit(e, CmdRegister);
+                    _wake = eventfd(0, 0x80000 /* EFD_CLOEXEC */);
+                    if (_wake < 0) throw new IOException($"eventfd: {Errno.Describe(Libc.LastErrno)}");
+                    ArmWakeUp();
                     var err = _ring.Enter(wait: false);
                     if (err != 0) throw new IOException($"io_uring_enter: {Errno.Describe(err)}");
                     live = depth;
+                    // A REGISTER the kernel refuses completes at once, during the submission: its
+                    // error is in the queue now, before the session is told how the ring went.
+                    live -= Reap();
                 }
                 catch (Exception e) when (e is IOException or OutOfMemoryException)
                 {
                     Failure = $"queue {qid}: {e.Message}";
                 }
                 ready.Signal();
-                while (live > 0)
+                var idle = 0;
+                while (live > 0 && !_stopping)
                 {
                     var err = _ring!.Enter(wait: true);
                     if (err != 0) { reason = $"io_uring_enter: {Errno.Describe(err)}"; break; }
-                    while (_ring.TryComplete(out var c))
-                    {
-                        var entry = _entries[(int)c.UserData];
-                        if (c.Result == 0) { Handle(entry); continue; }
-                        if (c.Result is -Errno.EAGAIN or -Errno.EINTR) { Submit(entry, entry.LastCommand); continue; }
-                        // ENOTCONN/ECANCELED: the connection went away. The first REGISTER failing
-                        // (EOPNOTSUPP, EINVAL) means the kernel would not take the ring at all.
-                        if (c.Result is not (-Errno.ENOTCONN or -Errno.ECANCELED or -Errno.ENODEV) && entry.LastCommand == CmdRegister)
-                            Failure ??= $"queue {qid}: registering an entry failed: {Errno.Describe(-c.Result)}";
-                        live--;
-                    }
+                    var before = _completions;
+                    live -= Reap();
+                    SubmitHandedCommits();
+                    // A wait that keeps returning with nothing to reap must not spin a CPU.
+                    if (_completions != before) idle = 0;
+                    else if (++idle > 64) Thread.Sleep(1);
                 }
             }
             finally
             {
-                foreach (var e in _entries) e.Free();
-                _ring?.Dispose();
+                lock (_ringLock)
+                {
+                    _ring?.Dispose();
+                    _ring = null;
+                    foreach (var e in _entries) e.Free();
+                    if (_wake >= 0) Libc.Close(_wake);
+                    // _wakeValue stays: the kernel may finish cancelling the pending read into it after the close.
+                }
                 session.ReaderStopped(reason);
             }
+        }
+
+        private volatile bool _stopping;
+        private readonly Lock _ringLock = new();
+        private long _completions;
+        private const ulong WakeUp = ulong.MaxValue;
+
+        private int _wake = -1;
+        private readonly ulong* _wakeValue = (ulong*)NativeMemory.Alloc(8);
+        private readonly Queue<Entry> _handed = new();
+
+        /// <summary>
+        /// Only the queue's own thread submits to its ring. The kernel completes a FUSE command by
+        /// task work in the thread that submitted it: a reply submitted from a pool thread that then
+        /// blocks as a client of this very mount would hold the next request back for good. Other
+        /// threads hand their commits over and wake the queue through an eventfd the ring reads.
+        /// </summary>
+        private void ArmWakeUp()
+        {
+            Span<byte> read = stackalloc byte[IoUring.SqeSize];
+            read.Clear();
+            read[0] = 22;                                                   // IORING_OP_READ
+            MemoryMarshal.Write(read[4..], _wake);
+            MemoryMarshal.Write(read[8..], ulong.MaxValue);                // off -1: an eventfd has no offsets
+            MemoryMarshal.Write(read[16..], (ulong)_wakeValue);           // native: the kernel writes it later
+            MemoryMarshal.Write(read[24..], 8u);
+            MemoryMarshal.Write(read[32..], WakeUp);
+            if (!_ring!.Queue(read)) throw new InvalidOperationException("io_uring submission queue full: no room for the wake-up read");
+        }
+
+        private void Wake()
+        {
+            ulong one = 1;
+            Libc.Write(_wake, &one, 8);
+        }
+
+        private void SubmitHandedCommits()
+        {
+            lock (_handed)
+                while (_handed.TryDequeue(out var e)) Submit(e, CmdCommitAndFetch);
+        }
+
+        /// <summary>Ends the queue's thread (the connection is gone); closing the ring cancels what the kernel still holds.</summary>
+        public void Stop()
+        {
+            _stopping = true;
+            lock (_ringLock)
+                if (_ring is not null && _wake >= 0) Wake();
+        }
+
+        /// <summary>Handles every completion there is; returns how many entries ended.</summary>
+        private int Reap()
+        {
+            var ended = 0;
+            while (_ring!.TryComplete(out var c))
+            {
+                _completions++;
+                if (c.UserData == WakeUp) { if (!_stopping) ArmWakeUp(); continue; }
+                var entry = _entries[(int)c.UserData];
+                if (c.Result == 0) { Handle(entry); continue; }
+                if (c.Result is -Errno.EAGAIN or -Errno.EINTR) { Submit(entry, entry.LastCommand); continue; }
+                // ENOTCONN/ECANCELED/ENODEV: the connection went away. A REGISTER failing otherwise
+                // (EOPNOTSUPP, EINVAL) means the kernel will not take the ring.
+                if (c.Result is not (-Errno.ENOTCONN or -Errno.ECANCELED or -Errno.ENODEV) && entry.LastCommand == CmdRegister)
+                    Failure ??= $"queue {qid}: registering an entry failed: {Errno.Describe(-c.Result)}";
+                ended++;
+            }
+            return ended;
         }
 
         private void Handle(Entry e)
@@ -155,16 +236,14 @@ public sealed partial class FuseSession
             e.Answered = false;
             e.Current = request;
             session.Process(new ReadOnlySpan<byte>(start, (int)len), e, request);
-            e.Current = null;
-            if (request.DetachIfPending())
+            if (session.KeepIfDetached(request))
             {
-                var entry = KeyValuePair.Create(request.Unique, request);
-                session._detached[request.Unique] = request;
-                if (request.IsDone) session._detached.TryRemove(entry);
+                e.Current = null;
                 e.Request = session.Rent();
             }
             else
             {
+                e.Current = null;
                 request.Recycle();
                 // A request that takes no reply still holds this entry: hand the entry back.
                 if (!e.Answered) e.Answer(0, ReadOnlySpan<byte>.Empty, ReadOnlySpan<byte>.Empty);
@@ -192,10 +271,27 @@ public sealed partial class FuseSession
         }
 
         /// <summary>From the queue's own thread the loop submits; from any other (an asynchronous reply) submit now.</summary>
-        private int Commit(Entry e)
+        /// <summary>
+        /// Fills an entry's reply and commits it. From the queue's own thread the loop submits; an
+        /// asynchronous reply from another thread submits now, and finds the queue gone (its
+        /// buffers freed) if the connection ended meanwhile.
+        /// </summary>
+        private int Reply(Entry e, int error, ReadOnlySpan<byte> a, ReadOnlySpan<byte> b, ulong? unique)
         {
-            Submit(e, CmdCommitAndFetch);
-            return Thread.CurrentThread == _thread ? 0 : _ring!.Enter(wait: false);
+            if (Thread.CurrentThread == _thread)
+            {
+                e.Fill(error, a, b, unique);
+                Submit(e, CmdCommitAndFetch);
+                return 0;
+            }
+            lock (_ringLock)
+            {
+                if (_ring is null) return Errno.ENOTCONN;
+                e.Fill(error, a, b, unique);
+                lock (_handed) _handed.Enqueue(e);
+                Wake();
+                return 0;
+            }
         }
 
         private static void PinToCpu(int cpu)
@@ -207,6 +303,7 @@ public sealed partial class FuseSession
         }
 
         [DllImport("libc")] private static extern int sched_setaffinity(int pid, nuint size, ulong* mask);
+        [DllImport("libc", SetLastError = true)] private static extern int eventfd(uint initval, int flags);
 
         /// <summary>One registered entry: its buffers are where requests arrive and replies go.</summary>
         private sealed class Entry : IFuseChannel
@@ -243,7 +340,10 @@ public sealed partial class FuseSession
                 return Answer(header.Error, head[Unsafe.SizeOf<FuseOutHeader>()..], tail, header.Unique);
             }
 
-            public int Answer(int error, ReadOnlySpan<byte> a, ReadOnlySpan<byte> b, ulong? unique = null)
+            public int Answer(int error, ReadOnlySpan<byte> a, ReadOnlySpan<byte> b, ulong? unique = null) =>
+                _queue.Reply(this, error, a, b, unique);
+
+            public void Fill(int error, ReadOnlySpan<byte> a, ReadOnlySpan<byte> b, ulong? unique)
             {
                 var size = a.Length + b.Length;
                 if (size > _queue.PayloadSize) { error = -Errno.EIO; size = 0; }
@@ -256,7 +356,6 @@ public sealed partial class FuseSession
                 *(FuseOutHeader*)Header = new FuseOutHeader { Len = (uint)(Unsafe.SizeOf<FuseOutHeader>() + size), Error = error, Unique = uniqueValue };
                 *(uint*)(Header + PayloadSizeOffset) = (uint)size;
                 Answered = true;
-                return _queue.Commit(this);
             }
 
             public void Free() => NativeMemory.AlignedFree(_block);

@@ -34,6 +34,7 @@ public sealed partial class FuseSession : IDisposable
     private int _orphanCount;
     private long _nextNotifyUnique;
     private int _liveReaders;
+    private int _liveDeviceReaders;
     private int _destroyed;
     private IFuseChannel? _notifyChannel;
 
@@ -118,6 +119,7 @@ public sealed partial class FuseSession : IDisposable
         var bufferSize = (int)Math.Max(FuseConstants.MinReadBuffer, EffectiveMaxWrite() + 4096);
         var first = _readers.Count;
         Interlocked.Add(ref _liveReaders, count);
+        Interlocked.Add(ref _liveDeviceReaders, count);
         for (var i = first; i < first + count; i++)
         {
             var fd = i == 0 ? mount.Fd : CloneDevice(mount.Fd);
@@ -209,16 +211,16 @@ public sealed partial class FuseSession : IDisposable
                     }
                     Current = request;
                     session.Process(new ReadOnlySpan<byte>(buffer, (int)n), _channel, request);
-                    Current = null;
-                    if (request.DetachIfPending())
+                    if (session.KeepIfDetached(request))
                     {
-                        // The handler keeps it and answers later: the interrupt lookup must find it.
-                        var entry = KeyValuePair.Create(request.Unique, request);
-                        session._detached[request.Unique] = request;
-                        if (request.IsDone) session._detached.TryRemove(entry);
+                        Current = null;
                         request = session.Rent();
                     }
-                    else request.Recycle();
+                    else
+                    {
+                        Current = null;
+                        request.Recycle();
+                    }
                 }
             }
             finally
@@ -226,9 +228,27 @@ public sealed partial class FuseSession : IDisposable
                 NativeMemory.AlignedFree(block);
                 _channel.ClosePipes();
                 if (ownsFd) Libc.Close(fd);
+                // The device ends with the connection (ENODEV): then the rings must end too,
+                // whether or not the kernel completes their pending commands.
+                if (Interlocked.Decrement(ref session._liveDeviceReaders) == 0)
+                    foreach (var queue in session._queues) queue.Stop();
                 session.ReaderStopped(reason);
             }
         }
+    }
+
+    /// <summary>
+    /// After the handler returned: true if it still owes the reply (it answers later, from any
+    /// thread). The request is then findable by INTERRUPT among the detached ones before its
+    /// reader lets go of it, so an INTERRUPT arriving in between cannot miss it.
+    /// </summary>
+    private bool KeepIfDetached(FuseRequest request)
+    {
+        if (!request.DetachIfPending()) return false;
+        var entry = KeyValuePair.Create(request.Unique, request);
+        _detached[request.Unique] = request;
+        if (request.IsDone) _detached.TryRemove(entry);
+        return true;
     }
 
     private void ReaderStopped(string reason)

@@ -148,9 +148,9 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
         StableIno = StableInoOf(st, tree);
     }
 
-    /// <summary>Inode numbers are unique per device; fold the device in for trees that span mounts.</summary>
     private bool HoldsDescriptor => Volatile.Read(ref _fd) >= 0;
 
+    /// <summary>Inode numbers are unique per device; fold the device in for trees that span mounts.</summary>
     private static ulong StableInoOf(in Stat st, SourceTree tree) => st.Dev == tree.RootDev ? st.Ino : st.Ino ^ (st.Dev << 40);
 
     /// <summary>A node that holds a descriptor keeps its inode alive, so its number cannot have been

@@ -54,7 +54,7 @@ public class IoUringTests
     [Fact]
     public void Asynchronous_replies_from_other_threads_commit_their_entries()
     {
-        using var m = new AsyncUringMount(new AsyncAttrFs());
+        using var m = new MemoryMount(new AsyncAttrFs(), ioUring: true);
         var dir = m.NewDir("async");
         for (var i = 0; i < 8; i++) File.WriteAllText(Path.Combine(dir, $"f{i}"), new string('x', i));
         var before = m.Session.RequestsOf(FuseOpcode.GetAttr);
@@ -69,11 +69,6 @@ public class IoUringTests
             }
         });
         Assert.True(m.Session.RequestsOf(FuseOpcode.GetAttr) - before > 0, "no GETATTR reached the daemon: the attribute cache answered everything");
-    }
-
-    private sealed class AsyncUringMount(MemoryFileSystem fs) : TestMount(fs, new Mounting.MountOptions { FsName = "extfuse-test", Subtype = "test", AllowOther = true }, ioUring: true)
-    {
-        public override int NodeCount() => ((MemoryFileSystem)Fs).NodeCount;
     }
 
     /// <summary>LOOKUP of "slow" waits until the kernel interrupts it (a synchronous request: a signal to the caller sends INTERRUPT).</summary>
@@ -100,7 +95,7 @@ public class IoUringTests
     public void Interrupt_from_the_device_reaches_a_request_that_came_over_the_ring()
     {
         var fs = new SlowLookupFs();
-        using var m = new AsyncUringMount(fs);
+        using var m = new MemoryMount(fs, ioUring: true);
         var dir = m.NewDir("intr");
         using var caller = Process.Start(new ProcessStartInfo("stat", Path.Combine(dir, "slow")) { RedirectStandardOutput = true, RedirectStandardError = true })!;
         Assert.True(fs.Entered.Wait(TimeSpan.FromSeconds(10)), "the LOOKUP never reached the daemon");

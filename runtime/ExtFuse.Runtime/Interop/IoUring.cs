@@ -6,8 +6,8 @@ namespace ExtFuse.Interop;
 /// <summary>
 /// A minimal io_uring over the raw system calls (no liburing): one submission queue of 128-byte
 /// entries (IORING_SETUP_SQE128, which URING_CMD needs for its 80-byte command area) and one
-/// completion queue. Submission is safe from several threads (a lock around the tail); completions
-/// are reaped by one thread.
+/// completion queue. One thread submits and reaps: FUSE's commands complete by task work in the
+/// thread that submitted them, so a ring stays with its queue's thread.
 /// </summary>
 internal sealed unsafe partial class IoUring : IDisposable
 {
@@ -36,7 +36,6 @@ internal sealed unsafe partial class IoUring : IDisposable
     private readonly uint* _sqTail, _sqHead, _sqArray, _cqHead, _cqTail;
     private readonly uint _sqMask, _cqMask, _sqEntries;
     private readonly Completion* _cqes;
-    private readonly Lock _submitLock = new();
     private uint _localTail;
 
     public int Fd => _fd;
@@ -84,16 +83,12 @@ internal sealed unsafe partial class IoUring : IDisposable
     public bool Queue(ReadOnlySpan<byte> entry)
     {
         if (entry.Length != SqeSize) throw new ArgumentException($"a submission entry is {SqeSize} bytes", nameof(entry));
-        lock (_submitLock)
-        {
-            var head = Volatile.Read(ref *_sqHead);
-            if (_localTail - head >= _sqEntries) return false;
-            var index = _localTail & _sqMask;
-            entry.CopyTo(new Span<byte>(_sqes + index * SqeSize, SqeSize));
-            _sqArray[index] = index;
-            _localTail++;
-            Volatile.Write(ref *_sqTail, _localTail);
-        }
+        if (_localTail - Volatile.Read(ref *_sqHead) >= _sqEntries) return false;
+        var index = _localTail & _sqMask;
+        entry.CopyTo(new Span<byte>(_sqes + index * SqeSize, SqeSize));
+        _sqArray[index] = index;
+        _localTail++;
+        Volatile.Write(ref *_sqTail, _localTail);
         return true;
     }
 
@@ -104,8 +99,7 @@ internal sealed unsafe partial class IoUring : IDisposable
         {
             // Exactly what is queued: asked to submit more than there is, the kernel returns
             // without waiting for completions.
-            uint pending;
-            lock (_submitLock) pending = _localTail - Volatile.Read(ref *_sqHead);
+            var pending = _localTail - Volatile.Read(ref *_sqHead);
             var r = syscall(SysEnter, _fd, (nint)pending, wait ? 1 : 0, (nint)(wait ? EnterGetEvents : 0), 0, 0);
             if (r >= 0) return 0;
             var err = Marshal.GetLastPInvokeError();

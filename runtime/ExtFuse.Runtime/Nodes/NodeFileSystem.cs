@@ -95,18 +95,22 @@ public class NodeFileSystem : RawFileSystem
     protected virtual void OnRegistered(Node node) { }
 
     /// <summary>The node the kernel knows as <paramref name="name"/> in <paramref name="parent"/>, if any.</summary>
-    public Node? ChildOf(Node parent, ReadOnlySpan<byte> name) { lock (_table) return parent.KnownChildren.GetValueOrDefault(Key(name)); }
+    public Node? ChildOf(Node parent, ReadOnlySpan<byte> name) { lock (_table) return KnownChild(parent, name); }
+
+    /// <summary>The child bound to <paramref name="name"/>, found without making the name a string (a repeated LOOKUP, a watcher event).</summary>
+    private static Node? KnownChild(Node parent, ReadOnlySpan<byte> name)
+    {
+        Span<char> chars = name.Length <= 256 ? stackalloc char[name.Length] : new char[name.Length];
+        Encoding.Latin1.GetChars(name, chars);
+        return parent.KnownChildren.GetAlternateLookup<ReadOnlySpan<char>>().TryGetValue(chars, out var child) ? child : null;
+    }
 
     /// <summary>The names the kernel knows in <paramref name="parent"/>, as bytes.</summary>
     public List<byte[]> KnownNames(Node parent) { lock (_table) return [.. parent.KnownChildren.Keys.Select(Encoding.Latin1.GetBytes)]; }
 
     private static void Bind(Node parent, ReadOnlySpan<byte> name, Node child)
     {
-        // The same binding again (a repeated LOOKUP) is found without making the name a string.
-        Span<char> chars = name.Length <= 256 ? stackalloc char[name.Length] : new char[name.Length];
-        Encoding.Latin1.GetChars(name, chars);
-        if (parent.KnownChildren.GetAlternateLookup<ReadOnlySpan<char>>().TryGetValue(chars, out var old) && old == child) return;
-        Bind(parent, new string(chars), child);
+        if (KnownChild(parent, name) != child) Bind(parent, Key(name), child);
     }
 
     private static void Bind(Node parent, string name, Node child)

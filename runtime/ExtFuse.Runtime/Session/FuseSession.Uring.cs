@@ -119,17 +119,12 @@ public sealed partial class FuseSession
                     Failure = $"queue {qid}: {e.Message}";
                 }
                 ready.Signal();
-                var idle = 0;
                 while (live > 0 && !_stopping)
                 {
                     var err = _ring!.Enter(wait: true);
                     if (err != 0) { reason = $"io_uring_enter: {Errno.Describe(err)}"; break; }
-                    var before = _completions;
                     live -= Reap();
                     SubmitHandedCommits();
-                    // A wait that keeps returning with nothing to reap must not spin a CPU.
-                    if (_completions != before) idle = 0;
-                    else if (++idle > 64) Thread.Sleep(1);
                 }
             }
             finally
@@ -148,7 +143,6 @@ public sealed partial class FuseSession
 
         private volatile bool _stopping;
         private readonly Lock _ringLock = new();
-        private long _completions;
         private const ulong WakeUp = ulong.MaxValue;
 
         private int _wake = -1;
@@ -200,7 +194,6 @@ public sealed partial class FuseSession
             var ended = 0;
             while (_ring!.TryComplete(out var c))
             {
-                _completions++;
                 if (c.UserData == WakeUp) { if (!_stopping) ArmWakeUp(); continue; }
                 var entry = _entries[(int)c.UserData];
                 if (c.Result == 0) { Handle(entry); continue; }
@@ -236,14 +229,11 @@ public sealed partial class FuseSession
             e.Answered = false;
             e.Current = request;
             session.Process(new ReadOnlySpan<byte>(start, (int)len), e, request);
-            if (session.KeepIfDetached(request))
-            {
-                e.Current = null;
-                e.Request = session.Rent();
-            }
+            var detached = session.KeepIfDetached(request);
+            e.Current = null;
+            if (detached) e.Request = session.Rent();
             else
             {
-                e.Current = null;
                 request.Recycle();
                 // A request that takes no reply still holds this entry: hand the entry back.
                 if (!e.Answered) e.Answer(0, ReadOnlySpan<byte>.Empty, ReadOnlySpan<byte>.Empty);
@@ -270,24 +260,23 @@ public sealed partial class FuseSession
             if (!_ring!.Queue(sqe)) throw new InvalidOperationException("io_uring submission queue full: more commits than entries");
         }
 
-        /// <summary>From the queue's own thread the loop submits; from any other (an asynchronous reply) submit now.</summary>
         /// <summary>
-        /// Fills an entry's reply and commits it. From the queue's own thread the loop submits; an
-        /// asynchronous reply from another thread submits now, and finds the queue gone (its
-        /// buffers freed) if the connection ended meanwhile.
+        /// Fills an entry's reply and commits it. On the queue's own thread the commit is queued for
+        /// the loop to submit; an asynchronous reply from another thread is handed over (see
+        /// <see cref="ArmWakeUp"/>), or finds the queue gone (its buffers freed) if the connection ended.
         /// </summary>
-        private int Reply(Entry e, int error, ReadOnlySpan<byte> a, ReadOnlySpan<byte> b, ulong? unique)
+        private int Reply(Entry e, int error, ReadOnlySpan<byte> a, ReadOnlySpan<byte> b)
         {
             if (Thread.CurrentThread == _thread)
             {
-                e.Fill(error, a, b, unique);
+                e.Fill(error, a, b);
                 Submit(e, CmdCommitAndFetch);
                 return 0;
             }
             lock (_ringLock)
             {
                 if (_ring is null) return Errno.ENOTCONN;
-                e.Fill(error, a, b, unique);
+                e.Fill(error, a, b);
                 lock (_handed) _handed.Enqueue(e);
                 Wake();
                 return 0;
@@ -337,13 +326,13 @@ public sealed partial class FuseSession
             public int Send(ReadOnlySpan<byte> head, ReadOnlySpan<byte> tail)
             {
                 var header = MemoryMarshal.Read<FuseOutHeader>(head);
-                return Answer(header.Error, head[Unsafe.SizeOf<FuseOutHeader>()..], tail, header.Unique);
+                return Answer(header.Error, head[Unsafe.SizeOf<FuseOutHeader>()..], tail);
             }
 
-            public int Answer(int error, ReadOnlySpan<byte> a, ReadOnlySpan<byte> b, ulong? unique = null) =>
-                _queue.Reply(this, error, a, b, unique);
+            public int Answer(int error, ReadOnlySpan<byte> a, ReadOnlySpan<byte> b) => _queue.Reply(this, error, a, b);
 
-            public void Fill(int error, ReadOnlySpan<byte> a, ReadOnlySpan<byte> b, ulong? unique)
+            /// <summary>The reply in place of the request; fuse_out_header's unique sits where fuse_in_header's does.</summary>
+            public void Fill(int error, ReadOnlySpan<byte> a, ReadOnlySpan<byte> b)
             {
                 var size = a.Length + b.Length;
                 if (size > _queue.PayloadSize) { error = -Errno.EIO; size = 0; }
@@ -352,8 +341,8 @@ public sealed partial class FuseSession
                     a.CopyTo(new Span<byte>(Payload, a.Length));
                     b.CopyTo(new Span<byte>(Payload + a.Length, b.Length));
                 }
-                var uniqueValue = unique ?? *(ulong*)(Header + 8);
-                *(FuseOutHeader*)Header = new FuseOutHeader { Len = (uint)(Unsafe.SizeOf<FuseOutHeader>() + size), Error = error, Unique = uniqueValue };
+                var unique = *(ulong*)(Header + 8);
+                *(FuseOutHeader*)Header = new FuseOutHeader { Len = (uint)(Unsafe.SizeOf<FuseOutHeader>() + size), Error = error, Unique = unique };
                 *(uint*)(Header + PayloadSizeOffset) = (uint)size;
                 Answered = true;
             }

@@ -211,16 +211,10 @@ public sealed partial class FuseSession : IDisposable
                     }
                     Current = request;
                     session.Process(new ReadOnlySpan<byte>(buffer, (int)n), _channel, request);
-                    if (session.KeepIfDetached(request))
-                    {
-                        Current = null;
-                        request = session.Rent();
-                    }
-                    else
-                    {
-                        Current = null;
-                        request.Recycle();
-                    }
+                    var detached = session.KeepIfDetached(request);
+                    Current = null;
+                    if (detached) request = session.Rent();
+                    else request.Recycle();
                 }
             }
             finally

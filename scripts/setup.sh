@@ -48,6 +48,13 @@ if [ -w "$uring" ] && [ "$(cat "$uring")" = N ]; then
   echo Y > "$uring"
 fi
 
+# Pinned BPF maps (the daemon's statistics, `extfuse stats` from another process) live on bpffs,
+# which a fresh boot may not have mounted. The daemon mounts it too when it runs as root.
+if [ "$(id -u)" -eq 0 ] && ! mountpoint -q /sys/fs/bpf; then
+  echo "setup: mounting bpffs at /sys/fs/bpf"
+  mount -t bpf bpf /sys/fs/bpf
+fi
+
 if ! command -v dotnet >/dev/null 2>&1; then
   echo "setup: the .NET SDK 10 is not on PATH; install it (https://learn.microsoft.com/dotnet/core/install/linux-debian) and run again" >&2
   exit 1

@@ -43,6 +43,9 @@ internal static unsafe partial class Native
     public static int PollIn(int fd, int timeoutMs) { long pfd = (uint)fd | (1L << 32) /* events = POLLIN */; return R(poll_(&pfd, 1, timeoutMs)); }
     [LibraryImport(L, EntryPoint = "read", SetLastError = true)] private static partial nint read_(int fd, byte* buf, nuint count);
     public static long Read(int fd, byte* buf, int count) => RL(read_(fd, buf, (nuint)count));
+    [LibraryImport(L, EntryPoint = "ioctl", SetLastError = true)] private static partial int ioctl_(int fd, nuint request, int* arg);
+    /// <summary>Bytes waiting to be read from <paramref name="fd"/> (FIONREAD), or -errno.</summary>
+    public static int QueuedBytes(int fd) { int n; var rc = R(ioctl_(fd, 0x541B, &n)); return rc < 0 ? rc : n; }
     [LibraryImport(L, EntryPoint = "dup", SetLastError = true)] private static partial int dup_(int fd);
     public static int Dup(int fd) => R(dup_(fd));
 

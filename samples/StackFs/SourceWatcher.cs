@@ -25,6 +25,8 @@ internal sealed unsafe class SourceWatcher : IDisposable
     /// (the kernel made the change and knows it), and one would drop a dentry the kernel still uses.</summary>
     private readonly Dictionary<(Node, string), (int Count, long Until)> _expected = [];
     private volatile bool _stopping;
+    /// <summary>1 from just before the watcher reads a batch of events until it has handled them.</summary>
+    private int _busy;
 
     public SourceWatcher(NodeFileSystem fs)
     {
@@ -33,6 +35,24 @@ internal sealed unsafe class SourceWatcher : IDisposable
         if (_fd < 0) throw new IOException($"inotify_init1: errno {-_fd}");
         _thread = new Thread(Run) { IsBackground = true, Name = "stackfs-source-watcher" };
         _thread.Start();
+    }
+
+    /// <summary>
+    /// Returns true once every change made to the source before the call has been turned into its
+    /// invalidations (the kernel queues inotify events in the changing call itself, so they are
+    /// either unread or in the batch being handled), false on timeout. Until then a reply the daemon
+    /// computed mid-change may still be cached: the kernel keeps the first of two concurrent GETATTR
+    /// replies it applies, not the newest one, and only the invalidation for the change fixes that.
+    /// </summary>
+    public bool WaitIdle(TimeSpan timeout)
+    {
+        var deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
+        while (QueuedBytes(_fd) > 0 || Volatile.Read(ref _busy) != 0)
+        {
+            if (Environment.TickCount64 > deadline || _stopping) return false;
+            Thread.Sleep(1);
+        }
+        return true;
     }
 
     /// <summary>Invalidations sent so far (for tests and the curious).</summary>
@@ -94,8 +114,9 @@ internal sealed unsafe class SourceWatcher : IDisposable
             while (!_stopping)
             {
                 if (PollIn(_fd, 200) <= 0) continue;
+                Volatile.Write(ref _busy, 1);
                 var n = Read(_fd, buf, Size);
-                if (n <= 0) continue;
+                if (n <= 0) { Volatile.Write(ref _busy, 0); continue; }
                 for (long off = 0; off + 16 <= n; )
                 {
                     // struct inotify_event { int wd; u32 mask; u32 cookie; u32 len; char name[len]; }
@@ -107,6 +128,7 @@ internal sealed unsafe class SourceWatcher : IDisposable
                     Handle(wd, mask, end < 0 ? name : name[..end]);
                     off += 16 + len;
                 }
+                Volatile.Write(ref _busy, 0);
             }
         }
         catch (Exception e) when (e is not OutOfMemoryException)
@@ -146,10 +168,14 @@ internal sealed unsafe class SourceWatcher : IDisposable
         if ((mask & (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO)) != 0)
         {
             if (WasExpected(parent, name)) return;
-            Count(session.NotifyInvalEntry(parent.NodeId, name));
+            // A name that appeared and that the kernel has already looked up to the very inode it now
+            // names is a true entry: dropping it would evict the inode and its pages for nothing.
+            var appeared = (mask & (IN_CREATE | IN_MOVED_TO)) != 0;
+            if (!(appeared && _fs.ChildOf(parent, name) is { } known && parent is StackNode dir && dir.Names(name, known)))
+                Count(session.NotifyInvalEntry(parent.NodeId, name));
             Count(session.NotifyInvalInode(parent.NodeId));   // its mtime, and the cached listing
         }
-        if ((mask & (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_TO)) != 0 && _fs.ChildOf(parent, name) is { } child)
+        if ((mask & (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_CREATE | IN_MOVED_TO)) != 0 && _fs.ChildOf(parent, name) is { } child)
             Count(session.NotifyInvalInode(child.NodeId, -1));
     }
 

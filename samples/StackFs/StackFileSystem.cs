@@ -73,6 +73,13 @@ public class StackFileSystem : NodeFileSystem
 
     public override InitFlags RuleInitFlags => PassthroughPath is null ? 0 : InitFlags.Passthrough;
 
+    /// <summary>
+    /// Waits until every change made to the source directory before the call is visible through the
+    /// mount (the source watcher has sent its invalidations): for a program that writes the source and
+    /// then reads through the mount. False on timeout; true at once without a watcher.
+    /// </summary>
+    public bool WaitForSourceChanges(TimeSpan timeout) => _tree.Watcher?.WaitIdle(timeout) ?? true;
+
     /// <summary>Invalidations the source watcher has sent (0 without one).</summary>
     public long SourceInvalidations => _tree.Watcher?.Invalidations ?? 0;
 
@@ -187,6 +194,17 @@ internal sealed unsafe class StackNode : Node, INodeLookup, INodeGetAttr, INodeS
 
     private bool IsSymlink { get; }
     private bool IsDirectory { get; }
+
+    /// <summary>True when <paramref name="name"/> in this directory names <paramref name="child"/>'s inode in the source now.</summary>
+    internal bool Names(ReadOnlySpan<byte> name, Node child)
+    {
+        if (name.Length > 255) return false;
+        Span<byte> z = stackalloc byte[256];
+        using var d = Use();
+        if (d.Error != 0) return false;
+        fixed (byte* p = Z(name, z))
+            return FStatAt(d.Fd, p, out var st, AT_SYMLINK_NOFOLLOW) == 0 && StableInoOf(st, _tree) == child.StableIno;
+    }
 
     /// <summary>Tells the source watcher that the change it will see for <paramref name="name"/> here is the mount's own, which the kernel already knows.</summary>
     private void Expect(ReadOnlySpan<byte> name) => _tree.Watcher?.Expect(this, name);

@@ -55,13 +55,20 @@ public static partial class KernelCapabilities
         };
     }
 
-    private static unsafe Capability BpfFs()
+    /// <summary>bpffs at /sys/fs/bpf; mounted there when missing and we are root, as bpftool does (a fresh boot often has none).</summary>
+    private static Capability BpfFs()
+    {
+        if (IsBpfFs()) return new("bpffs", true, "mounted at /sys/fs/bpf (maps can be pinned)");
+        if (Libc.GetEuid() == 0 && Directory.Exists("/sys/fs/bpf") && Libc.Mount("bpf", "/sys/fs/bpf", "bpf", 0, "mode=0700") == 0 && IsBpfFs())
+            return new("bpffs", true, "was not mounted: mounted it at /sys/fs/bpf (maps can be pinned)");
+        return new("bpffs", false, "not mounted: mount -t bpf bpf /sys/fs/bpf (maps cannot be pinned)");
+    }
+
+    private static unsafe bool IsBpfFs()
     {
         const long BpfFsMagic = 0xCAFE4A11;
         var buf = stackalloc long[16];
-        if (statfs("/sys/fs/bpf", buf) != 0) return new("bpffs", false, "/sys/fs/bpf does not exist");
-        return buf[0] == BpfFsMagic ? new("bpffs", true, "mounted at /sys/fs/bpf (maps can be pinned)")
-            : new("bpffs", false, "not mounted: mount -t bpf bpf /sys/fs/bpf (maps cannot be pinned)");
+        return statfs("/sys/fs/bpf", buf) == 0 && buf[0] == BpfFsMagic;
     }
 
     private static Capability Btf() =>

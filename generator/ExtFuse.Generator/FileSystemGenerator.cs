@@ -58,8 +58,8 @@ public sealed class FileSystemGenerator : IIncrementalGenerator
             model.Checks.Select(c => $"new(\"{c.Name}\", ({D}FuseOps){c.Ops}u, {c.Name})"));
         List(sb.AppendLine(), "The [FastPath] methods: the managed twins of the extfuse/&lt;opcode&gt; programs.", "FastPathRule", "FastPathRules",
             model.FastPaths.Select(f => $"new(\"{f.Name}\", ({D}FuseOps){f.Op}u, {f.Name})"));
-        List(sb.AppendLine(), "The [Deny], [Hide] and [Passthrough] rules; a rule's index is its bit in the kernel's path verdicts.", "PathRule", "DeclaredPathRules",
-            model.PathRules.Select(r => $"new({D}PathRuleKind.{r.Kind}, ({D}FuseOps){r.Ops}u, {Str(r.Glob)}, {r.Uid}, {r.Gid}, {Str(r.Comm)}, {r.Errno})"));
+        List(sb.AppendLine(), "The [Deny], [Allow], [Hide] and [Passthrough] rules in declaration order (a policy file's rules follow them); a rule's index is its bit in the kernel's path verdicts.", "PathRule", "DeclaredPathRules",
+            model.PathRules.Select(r => $"new({D}PathRuleKind.{r.Kind}, ({D}FuseOps){r.Ops}u, {Str(r.Glob)}, {r.Uid}, {r.Gid}, {Str(r.Comm)}, {r.Errno}, {Str(r.Cgroup)})"));
         foreach (var t in model.Timeouts)
             sb.AppendLine()
               .AppendLine($"    /// <summary>From [{(t.Property == "AttrTimeout" ? "CacheAttr" : "CacheEntry")}] on this class.</summary>")
@@ -85,6 +85,10 @@ public sealed class FileSystemGenerator : IIncrementalGenerator
             sb.AppendLine().AppendLine("    /// <summary>The BPF objects built from this class, next to the assembly: stock kernels, and ExtFUSE kernels.</summary>")
               .AppendLine($"    public const string BpfObject = \"{model.FullName}.bpf.o\";")
               .AppendLine($"    public const string ExtFuseBpfObject = \"{model.FullName}.extfuse.bpf.o\";");
+            if (model.IsRawFileSystem)
+                sb.AppendLine().AppendLine("    /// <summary>The session loads this object's LSM programs where the kernel has BPF LSM, and binds the KernelMaps to it.</summary>")
+                  .AppendLine("    public override string? BpfObjectName => BpfObject;")
+                  .AppendLine("    public override void BindKernelObject(global::ExtFuse.Bpf.BpfObject loaded) => BindKernelMaps(loaded);");
             sb.AppendLine().AppendLine("    /// <summary>Routes each KernelMap field to the map of the same name in a loaded object, with key and value sizes checked.</summary>")
               .AppendLine("    public static void BindKernelMaps(global::ExtFuse.Bpf.BpfObject loaded)")
               .AppendLine("    {");

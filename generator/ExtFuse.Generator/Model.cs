@@ -54,8 +54,8 @@ internal sealed record FastPathModel(string Name, uint Op, string CFunction, Equ
 /// <summary>A KernelMap field: a BPF hash map of the same name, and the C# and C types of key and value.</summary>
 internal sealed record MapModel(string Name, string KeyType, string ValueType, string KeyCType, string ValueCType, int MaxEntries);
 
-/// <summary>A [Deny], [Hide] or [Passthrough] rule (Uid/Gid -1: any; Glob null: every path).</summary>
-internal sealed record PathRuleModel(string Kind, uint Ops, string? Glob, long Uid, long Gid, string? Comm, int Errno);
+/// <summary>A [Deny], [Allow], [Hide] or [Passthrough] rule (Uid/Gid -1: any; Glob null: every path).</summary>
+internal sealed record PathRuleModel(string Kind, uint Ops, string? Glob, long Uid, long Gid, string? Comm, int Errno, string? Cgroup = null);
 
 /// <summary>A generated override of a cache timeout property.</summary>
 internal sealed record TimeoutModel(string Property, double Seconds);
@@ -69,5 +69,5 @@ internal sealed record FileSystemModel(
 {
     public bool FailedClosed => Diagnostics.Count > 0;
     /// <summary>Whether the class has anything for the kernel, and so a .bpf.o.</summary>
-    public bool HasBpf => Checks.Count > 0 || FastPaths.Count > 0 || Maps.Count > 0 || PathRules.Any(r => r.Kind == "Deny");
+    public bool HasBpf => Checks.Count > 0 || FastPaths.Count > 0 || Maps.Count > 0 || PathRules.Any(r => r.Kind is "Deny" or "Allow");
 }

@@ -3,7 +3,6 @@ using System.Collections.Immutable;
 using System.Globalization;
 using System.Linq;
 using System.Threading;
-using ExtFuse.Declarative;
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.CSharp.Syntax;
 
@@ -22,11 +21,12 @@ internal static class RuleParser
     private const string CacheEntryAttribute = Ns + "CacheEntryAttribute";
     private const string CacheAttrAttribute = Ns + "CacheAttrAttribute";
     private const string DenyAttribute = Ns + "DenyAttribute";
+    private const string AllowAttribute = Ns + "AllowAttribute";
     private const string HideAttribute = Ns + "HideAttribute";
     private const string PassthroughAttribute = Ns + "PassthroughAttribute";
 
     // FuseOps bits (ExtFuse.Declarative.FuseOps) the rules reason about.
-    private const uint Lookup = 1 << 0, GetAttr = 1 << 1, Read = 1 << 5, Write = 1 << 6;
+    private const uint GetAttr = 1 << 1, Read = 1 << 5, Write = 1 << 6;
     /// <summary>InitFlags.Passthrough and the READDIRPLUS pair (ExtFuse.Protocol.InitFlags).</summary>
     private const ulong InitPassthrough = 1UL << 37, InitReaddirplus = (1UL << 13) | (1UL << 14);
 
@@ -118,14 +118,15 @@ internal static class RuleParser
                     ParseCache(type, attr, name, location, diagnostics, timeouts);
                     if (name == CacheEntryAttribute) initFlags |= InitReaddirplus;
                     break;
-                case DenyAttribute:
+                case DenyAttribute or AllowAttribute:
                 {
                     var ops = attr.ConstructorArguments.Length == 1 && attr.ConstructorArguments[0].Value is uint u ? u : 0u;
-                    var rule = new PathRuleModel("Deny", ops, Named<string>(attr, "Path"),
+                    var rule = new PathRuleModel(name == DenyAttribute ? "Deny" : "Allow", ops, Named<string>(attr, "Path"),
                         attr.NamedArguments.Any(n => n.Key == "Uid") ? Named<long>(attr, "Uid") : -1,
                         attr.NamedArguments.Any(n => n.Key == "Gid") ? Named<long>(attr, "Gid") : -1,
-                        Named<string>(attr, "Comm"), attr.NamedArguments.Any(n => n.Key == "Errno") ? Named<int>(attr, "Errno") : 13);
-                    if (ValidateDeny(rule, knowsPaths, location, diagnostics)) pathRules.Add(rule);
+                        Named<string>(attr, "Comm"), attr.NamedArguments.Any(n => n.Key == "Errno") ? Named<int>(attr, "Errno") : 13,
+                        Named<string>(attr, "Cgroup"));
+                    if (ValidateRule(rule, knowsPaths, location, diagnostics)) pathRules.Add(rule);
                     break;
                 }
                 case HideAttribute:
@@ -146,13 +147,6 @@ internal static class RuleParser
                 }
             }
         }
-        if (pathRules.Any(r => r.Kind == "Passthrough"))
-            foreach (var deny in pathRules.Where(r => r.Kind == "Deny" && (r.Ops & (Read | Write)) != 0).ToList())
-            {
-                diagnostics.Add(DiagnosticInfo.Create(Diagnostics.ConflictingRules, type.Locations.First(),
-                    "[Passthrough] reads and writes are served by the kernel and never reach the daemon, so a [Deny] of Read or Write cannot see them: deny Open instead"));
-                pathRules.Remove(deny);
-            }
 
         diagnostics.AddRange(translator.Diagnostics);
         var ns = type.ContainingNamespace.IsGlobalNamespace ? "" : type.ContainingNamespace.ToDisplayString();
@@ -178,22 +172,14 @@ internal static class RuleParser
         return true;
     }
 
-    private static bool ValidateDeny(PathRuleModel rule, bool knowsPaths, Location location, ImmutableArray<DiagnosticInfo>.Builder diagnostics)
+    private static bool ValidateRule(PathRuleModel rule, bool knowsPaths, Location location, ImmutableArray<DiagnosticInfo>.Builder diagnostics)
     {
-        string? problem = null;
-        if (rule.Ops == 0) problem = "names no operation";
-        else if (rule.Errno is <= 0 or > 4095) problem = $"Errno must be a positive errno, not {rule.Errno.ToString(CultureInfo.InvariantCulture)}";
-        else if (rule.Uid < -1 || rule.Uid > uint.MaxValue || rule.Gid < -1 || rule.Gid > uint.MaxValue) problem = "Uid and Gid are -1 (any) or a 32-bit id";
-        else if (rule.Comm is { } comm && (comm.Length is 0 or > 15 || comm.Any(ch => ch > 126 || ch < 32)))
-            problem = "Comm is a process name of 1 to 15 printable ASCII characters, as the kernel keeps it";
-        else if ((rule.Uid >= 0 || rule.Gid >= 0 || rule.Comm is not null) && (rule.Ops & (Lookup | GetAttr)) != 0)
-            problem = "depends on the caller, and the kernel caches Lookup and GetAttr answers for every caller; refuse Open or the changing operations instead";
-        if (problem is not null)
+        if (RuleValidation.Problem(rule.Kind == "Allow", rule.Ops, rule.Uid, rule.Gid, rule.Comm, rule.Cgroup, rule.Errno) is { } problem)
         {
-            diagnostics.Add(DiagnosticInfo.Create(Diagnostics.OpsNotApplicable, location, "Deny", problem));
+            diagnostics.Add(DiagnosticInfo.Create(Diagnostics.OpsNotApplicable, location, rule.Kind, problem));
             return false;
         }
-        return ValidatePath("Deny", rule.Glob, knowsPaths, location, diagnostics);
+        return ValidatePath(rule.Kind, rule.Glob, knowsPaths, location, diagnostics);
     }
 
     private static void ParseCache(INamedTypeSymbol type, AttributeData attr, string name, Location location,

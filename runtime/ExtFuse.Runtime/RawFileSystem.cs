@@ -86,18 +86,42 @@ public abstract class RawFileSystem
     /// <summary>Maps keyed by node id that fast paths answer attributes from (generated): a change to an entry invalidates that node's cached attributes.</summary>
     public virtual IReadOnlyList<ExtFuse.Declarative.INodeKeyedMap> FastPathNodeMaps => [];
 
-    /// <summary>[Deny], [Hide] and [Passthrough] rules; path conditions need <see cref="PathOf"/>.</summary>
+    /// <summary>[Deny], [Allow], [Hide] and [Passthrough] rules (generated); path conditions need <see cref="PathsOf"/>.
+    /// The session puts a policy file's rules after them (<see cref="FuseSession.Policy"/>).</summary>
     public virtual IReadOnlyList<ExtFuse.Declarative.PathRule> PathRules => [];
 
-    /// <summary>The path rules, globs compiled (once).</summary>
-    public ExtFuse.Declarative.PathRuleSet PathRuleSet => _pathRuleSet ??= PathRules.Count == 0 ? ExtFuse.Declarative.PathRuleSet.Empty : new(PathRules);
-    private ExtFuse.Declarative.PathRuleSet? _pathRuleSet;
+    /// <summary>Called with the loaded object before its programs run: routes the class's KernelMap fields to its maps (generated).</summary>
+    public virtual void BindKernelObject(ExtFuse.Bpf.BpfObject loaded) { }
+
+    /// <summary>The name of the BPF object built from this class's rules (next to its assembly), or null: the runtime's generic policy programs serve it.</summary>
+    public virtual string? BpfObjectName => null;
 
     /// <summary>INIT capabilities the rules need; the session asks for those the kernel offers.</summary>
     public virtual InitFlags RuleInitFlags => 0;
 
     /// <summary>The path of a node below the mount's root ("" for the root, no leading '/'), or null when unknown.</summary>
     public virtual string? PathOf(ulong nodeId) => null;
+
+    /// <summary>Every path of a node (hard links give a file several); empty when none is known.</summary>
+    public virtual IReadOnlyList<string> PathsOf(ulong nodeId) => PathOf(nodeId) is { } p ? [p] : [];
+
+    /// <summary>Whether the node is a directory (what path rules say of it covers everything below it).</summary>
+    public virtual bool IsDirectory(ulong nodeId) => nodeId == FuseConstants.RootId;
+
+    /// <summary>The nodeid the kernel knows as <paramref name="name"/> in <paramref name="parent"/>, or 0.</summary>
+    public virtual ulong ChildId(ulong parent, ReadOnlySpan<byte> name) => 0;
+
+    /// <summary>Whether the node is one the file system knows (not forgotten).</summary>
+    public virtual bool Knows(ulong nodeId) => nodeId == FuseConstants.RootId;
+
+    /// <summary>
+    /// Raised, outside the file system's locks, when a node's paths may have changed: it got a name
+    /// (lookup, create), lost one (unlink, rename), was renamed, or was forgotten. The session keeps
+    /// what the policy says of each node (and the kernel's copy) current with it.
+    /// </summary>
+    public event Action<ulong>? NamesChanged;
+
+    protected void OnNamesChanged(ulong nodeId) => NamesChanged?.Invoke(nodeId);
 
     /// <summary>Which operations this file system overrides; INIT capabilities are derived from it.</summary>
     public virtual bool Implements(string method) => ImplementedMethods.Contains(method);

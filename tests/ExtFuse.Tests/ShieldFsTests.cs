@@ -46,14 +46,15 @@ public class ShieldFsTests(ShieldMount m) : IClassFixture<ShieldMount>
         public uint Padding;
     }
 
+    /// <summary>struct extfuse_checks_test: every [Check] of an operation set, the first refusal and its index out.</summary>
     [StructLayout(LayoutKind.Sequential)]
-    private unsafe struct RulesContext
+    private struct ChecksContext
     {
         public CheckRequest Request;
         public uint Ops;
         public int Result;
-        public ulong Paths;
-        public fixed byte Comm[16];
+        public int Rule;
+        public uint Padding;
     }
 
     private static List<CheckRequest> Inputs()
@@ -111,22 +112,18 @@ public class ShieldFsTests(ShieldMount m) : IClassFixture<ShieldMount>
             }
             Assert.Contains(inputs, i => i.NodeId == 42);
 
-            // Every rule of the class for an operation set, with path bits as the daemon computes them.
-            var paths = ((ShieldFileSystem)m.Fs).PathRuleSet;
+            // Every [Check] of the class for an operation set, in order, as the LSM programs run them.
             var rng = new Random(3);
             foreach (var input in inputs)
             {
-                var ops = (FuseOps)(1u << rng.Next(16));
-                var bitsOf = (ulong)rng.Next(8);
-                var managed = 0;
-                foreach (var rule in ShieldFileSystem.CheckRules)
-                    if ((rule.Ops & ops) != 0 && (managed = rule.Check(input)) != 0) break;
-                if (managed == 0) managed = paths.Denied(ops, bitsOf, input.Uid, input.Gid, null);
-                var ctx = new RulesContext { Request = input, Ops = (uint)ops, Paths = bitsOf, Result = int.MinValue };
-                kernel.Run("test_rules", ref ctx);
-                Assert.True(managed == ctx.Result, $"rules disagree for ops={ops} paths={bitsOf} uid={input.Uid}: .NET {managed}, kernel {ctx.Result}");
+                var ops = (FuseOps)(1u << rng.Next(17));
+                var (managed, managedRule) = (0, -1);
+                for (var i = 0; i < ShieldFileSystem.CheckRules.Count; i++)
+                    if ((ShieldFileSystem.CheckRules[i].Ops & ops) != 0 && (managed = ShieldFileSystem.CheckRules[i].Check(input)) != 0) { managedRule = i; break; }
+                var ctx = new ChecksContext { Request = input, Ops = (uint)ops, Result = int.MinValue, Rule = int.MinValue };
+                kernel.Run("test_checks", ref ctx);
+                Assert.True(managed == ctx.Result && managedRule == ctx.Rule, $"checks disagree for ops={ops} uid={input.Uid}: .NET {managed} (rule {managedRule}), kernel {ctx.Result} (rule {ctx.Rule})");
             }
-            Assert.Equal(13, paths.Denied(FuseOps.Unlink, paths.PathBits("keep/a"), 0, 0, null));
 
             // A full map refuses a new key on both sides, and both sides end with the same contents.
             for (uint uid = 2000; ShieldFileSystem.Writers.Count < 256; uid++)
@@ -219,7 +216,9 @@ public class ShieldFsTests(ShieldMount m) : IClassFixture<ShieldMount>
         var plan = offload.Plan(m.Session.Connection).ToDictionary(c => c.Rules);
         Assert.True(plan["caching"].InKernel);
         Assert.Equal("kernel (FUSE passthrough)", plan["[Passthrough]"].Where);
-        Assert.StartsWith(Kernel.KernelCapabilities.Has(Kernel.KernelCapabilities.ProbeBpf(), "BPF LSM") ? "daemon (BPF LSM is available" : "daemon (no BPF LSM:", plan["[Check] [Deny] [Hide]"].Where);
+        var lsm = Kernel.KernelCapabilities.Has(Kernel.KernelCapabilities.ProbeBpf(), "BPF LSM");
+        Assert.StartsWith(lsm ? "kernel (BPF LSM: 14 programs of ExtFuse.Samples.Shield.ShieldFileSystem.bpf.o)" : "daemon (no BPF LSM:", plan["[Check] [Deny] [Hide]"].Where);
+        Assert.Equal(lsm, plan["[Check] [Deny] [Hide]"].InKernel);
         Assert.StartsWith("daemon, after the kernel's attribute cache (no ExtFUSE program type", plan["[FastPath] GetAttr"].Where);
         Assert.Equal(offload.Statistics is not null, plan["statistics"].InKernel);
 

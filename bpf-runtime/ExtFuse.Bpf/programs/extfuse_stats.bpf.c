@@ -61,7 +61,7 @@ struct slow_request {
 	__u32 pid;
 };
 
-#define EXTFUSE_COUNTERS 256
+#define EXTFUSE_COUNTERS 384 /* 64 opcodes, then 320 rules: 64 [Check] methods and a 256-rule policy */
 #define EXTFUSE_RULE_NAME 64
 
 struct rule_name {

@@ -25,14 +25,20 @@ public sealed class CacheAttrAttribute(double seconds) : Attribute
     public double Seconds { get; } = seconds;
 }
 
-/// <summary>Operations a rule applies to.</summary>
+/// <summary>
+/// Operations a rule applies to. For [Deny]/[Allow] rules and policy files, Read and Write are
+/// decided when a file is opened (for reading; for writing or truncating) and Write also covers
+/// truncate(2): the page cache and passthrough serve reads and writes that never reach the daemon,
+/// so the open is where they can be refused, as the kernel's own permission checks do. ReadDir is
+/// opening a directory to list it. [Check] methods see each request of their operations as it comes.
+/// </summary>
 [Flags]
 public enum FuseOps : uint
 {
     None = 0,
     Lookup = 1 << 0, GetAttr = 1 << 1, SetAttr = 1 << 2, Open = 1 << 3, Create = 1 << 4, Read = 1 << 5,
     Write = 1 << 6, Unlink = 1 << 7, MkDir = 1 << 8, RmDir = 1 << 9, Rename = 1 << 10, Link = 1 << 11,
-    Symlink = 1 << 12, MkNod = 1 << 13, SetXattr = 1 << 14, RemoveXattr = 1 << 15,
+    Symlink = 1 << 12, MkNod = 1 << 13, SetXattr = 1 << 14, RemoveXattr = 1 << 15, ReadDir = 1 << 16,
 }
 
 /// <summary>
@@ -98,8 +104,10 @@ public sealed record FastPathRule(string Name, FuseOps Op, FastPathFunction Hand
 /// <summary>
 /// Refuses operations with an errno (EACCES unless Errno says otherwise): on paths matching
 /// <see cref="Path"/> (a <see cref="Glob"/>; every path when unset), and only for callers matching
-/// every condition that is set (Uid, Gid, Comm). Rules that depend on the caller cannot apply to
-/// Lookup or GetAttr of a file system whose kernel caches those answers for every caller.
+/// every condition that is set (Uid, Gid, Comm, Cgroup). Rules are one ordered list (these
+/// attributes in declaration order, then a policy file's rules): the first rule that matches a
+/// request decides it. Rules that depend on the caller cannot apply to Lookup or GetAttr, whose
+/// answers the kernel caches for every caller.
 /// </summary>
 [AttributeUsage(AttributeTargets.Class, Inherited = false, AllowMultiple = true)]
 public sealed class DenyAttribute(FuseOps ops) : Attribute
@@ -112,7 +120,24 @@ public sealed class DenyAttribute(FuseOps ops) : Attribute
     public long Gid { get; set; } = -1;
     /// <summary>Only processes of this name (the kernel's comm, at most 15 bytes).</summary>
     public string? Comm { get; set; }
+    /// <summary>Only processes in this cgroup (v2 path, like "/sandbox") or below it.</summary>
+    public string? Cgroup { get; set; }
     public int Errno { get; set; } = 13;
+}
+
+/// <summary>
+/// Lets operations through: an exception carved out of a later [Deny] (or a policy file's rule, or
+/// its "deny" default), with the same conditions as [Deny]. The first matching rule decides.
+/// </summary>
+[AttributeUsage(AttributeTargets.Class, Inherited = false, AllowMultiple = true)]
+public sealed class AllowAttribute(FuseOps ops) : Attribute
+{
+    public FuseOps Ops { get; } = ops;
+    public string? Path { get; set; }
+    public long Uid { get; set; } = -1;
+    public long Gid { get; set; } = -1;
+    public string? Comm { get; set; }
+    public string? Cgroup { get; set; }
 }
 
 /// <summary>Names matching the glob do not exist for anyone: LOOKUP answers ENOENT, listings omit them, creating them is EACCES.</summary>
@@ -133,10 +158,27 @@ public sealed class PassthroughAttribute : Attribute
     public string? Path { get; set; }
 }
 
-public enum PathRuleKind { Deny, Hide, Passthrough }
+public enum PathRuleKind { Deny, Hide, Passthrough, Allow }
 
-/// <summary>A [Deny], [Hide] or [Passthrough] rule as the generator lists it (Uid/Gid -1: any).</summary>
-public sealed record PathRule(PathRuleKind Kind, FuseOps Ops, string? Path, long Uid = -1, long Gid = -1, string? Comm = null, int Errno = 13);
+/// <summary>
+/// A [Deny], [Allow], [Hide] or [Passthrough] rule as the generator lists it, or a rule of a policy
+/// file (Uid/Gid -1: any; Path null: every path; Name: how audit and stats call it, when not derived).
+/// </summary>
+public sealed record PathRule(PathRuleKind Kind, FuseOps Ops, string? Path, long Uid = -1, long Gid = -1, string? Comm = null, int Errno = 13,
+    string? Cgroup = null, string? Name = null)
+{
+    /// <summary>Whether the rule depends on who asks.</summary>
+    public bool DependsOnCaller => Uid >= 0 || Gid >= 0 || Comm is not null || Cgroup is not null;
+
+    /// <summary>How the rule is named in logs, audit records and `extfuse stats`.</summary>
+    public string Describe() => Name ?? Kind switch
+    {
+        PathRuleKind.Hide => $"[Hide] {Path}",
+        PathRuleKind.Passthrough => $"[Passthrough] {Path}",
+        _ => $"[{Kind}] {Ops} {Path ?? "**"}" + (Uid >= 0 ? $" uid={Uid}" : "") + (Gid >= 0 ? $" gid={Gid}" : "")
+             + (Comm is null ? "" : $" comm={Comm}") + (Cgroup is null ? "" : $" cgroup={Cgroup}"),
+    };
+}
 
 /// <summary>BPF C emitted by the generator, carried in the assembly until the build extracts and compiles it.</summary>
 [AttributeUsage(AttributeTargets.Assembly, AllowMultiple = true)]

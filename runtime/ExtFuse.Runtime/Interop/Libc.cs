@@ -64,6 +64,9 @@ internal static unsafe partial class Libc
     [LibraryImport(L, EntryPoint = "fcntl", SetLastError = true)]
     public static partial int Fcntl(int fd, int cmd, int arg);
 
+    [LibraryImport(L, EntryPoint = "stat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Stat(string path, ExtFuse.Interop.Stat* buf);
+
     [LibraryImport(L, EntryPoint = "getuid")]
     public static partial uint GetUid();
 

@@ -41,8 +41,8 @@ public sealed record RuleHits(string Rule, ulong Hits);
 public sealed class FuseStatistics : IDisposable
 {
     public const int Buckets = 32;
-    /// <summary>Counter slots: [0, 64) fast-path answers by opcode, [64, 256) rule hits.</summary>
-    public const int CounterSlots = 256, FirstRuleSlot = 64, MaxRules = CounterSlots - FirstRuleSlot, RuleNameBytes = 64;
+    /// <summary>Counter slots: [0, 64) fast-path answers by opcode, [64, 384) rule hits ([Check] methods, then the policy's rules).</summary>
+    public const int CounterSlots = 384, FirstRuleSlot = 64, MaxRules = CounterSlots - FirstRuleSlot, RuleNameBytes = 64;
 
     /// <summary>struct op_stats of the C program.</summary>
     [StructLayout(LayoutKind.Sequential)]

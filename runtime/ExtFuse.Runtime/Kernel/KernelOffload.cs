@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using ExtFuse.Bpf;
 using ExtFuse.Declarative;
+using ExtFuse.Policy;
 using ExtFuse.Protocol;
 using ExtFuse.Session;
 
@@ -22,7 +23,7 @@ public sealed class KernelOffload : IDisposable
     private readonly long[] _own = new long[FuseStatistics.CounterSlots];
     private readonly RawFileSystem _fs;
     private readonly IReadOnlyList<Capability> _caps;
-    private readonly IReadOnlyList<string> _ruleNames;
+    private IReadOnlyList<string> _ruleNames;
 
     private KernelOffload(RawFileSystem fs, IReadOnlyList<string> ruleNames, IReadOnlyList<Capability> caps, FuseStatistics? stats, BpfMappedArray<ulong>? shared, string statsDetail)
     {
@@ -33,17 +34,6 @@ public sealed class KernelOffload : IDisposable
         _shared = shared;
         StatisticsDetail = statsDetail;
     }
-
-    /// <summary>Rule names, as counted: the [Check] rules by name, then the path rules in declaration order.</summary>
-    public static IReadOnlyList<string> RuleNames(RawFileSystem fs) =>
-        [.. fs.Rules.Select(r => r.Name), .. fs.PathRules.Select(Describe)];
-
-    private static string Describe(PathRule r) => r.Kind switch
-    {
-        PathRuleKind.Hide => $"[Hide] {r.Path}",
-        PathRuleKind.Passthrough => $"[Passthrough] {r.Path}",
-        _ => $"[Deny] {r.Ops} {r.Path ?? "**"}" + (r.Uid >= 0 ? $" uid={r.Uid}" : "") + (r.Gid >= 0 ? $" gid={r.Gid}" : "") + (r.Comm is null ? "" : $" comm={r.Comm}"),
-    };
 
     /// <summary>Sets up what the kernel allows for connection <paramref name="connectionId"/>; without BPF, counters stay in the daemon.</summary>
     /// <param name="ruleNames">The file system's <see cref="RuleNames"/>, which the session already has.</param>
@@ -74,6 +64,31 @@ public sealed class KernelOffload : IDisposable
         }
     }
 
+    /// <summary>
+    /// Puts the mount's rules into the kernel where it has BPF LSM and there are rules ([Check]
+    /// methods or a policy): null (with the reason in <see cref="PolicyDetail"/>) where it cannot.
+    /// </summary>
+    internal KernelPolicy? StartPolicy(uint dev, AccessPolicy policy, bool hasChecks, Action<KernelAuditEvent> denied)
+    {
+        if (_caps.Count == 0) { PolicyDetail = "-o no_bpf"; return null; }
+        if (!_caps.Has("BPF LSM")) { PolicyDetail = $"no BPF LSM: {Detail("BPF LSM")}"; return null; }
+        if (!hasChecks && policy.Count == 0 && !policy.DefaultDeny) { PolicyDetail = "no rules"; return null; }
+        try
+        {
+            LsmPolicy = KernelPolicy.Start(_fs, dev, policy, denied);
+            PolicyDetail = $"kernel (BPF LSM: {LsmPolicy.Programs} programs of {LsmPolicy.ObjectName}), and the daemon for what they leave to it";
+        }
+        catch (Exception e) when (e is BpfException or FileNotFoundException or IOException)
+        {
+            PolicyDetail = $"daemon (BPF LSM is available, but the programs did not load: {e.Message.Split('\n')[0]})";
+        }
+        return LsmPolicy;
+    }
+
+    /// <summary>The mount's rules in the kernel's LSM programs, when they run there.</summary>
+    public KernelPolicy? LsmPolicy { get; private set; }
+    public string PolicyDetail { get; private set; } = "not started";
+
     /// <summary>In-kernel request statistics since mount; null when the kernel cannot count them (see <see cref="StatisticsDetail"/>).</summary>
     public FuseStatistics? Statistics { get; }
     public string StatisticsDetail { get; }
@@ -83,6 +98,19 @@ public sealed class KernelOffload : IDisposable
     public string NoBpfReason => _caps.Get("bpf(2)").Detail;
 
     internal void CountFastPath(FuseOpcode op) => Increment((int)Math.Min((uint)op, 63u));
+
+    /// <summary>The rules were replaced (a policy reload): the counters start again under the new names.</summary>
+    internal void RulesChanged(IReadOnlyList<string> ruleNames)
+    {
+        lock (_own)
+        {
+            _ruleNames = ruleNames;
+            for (var i = FuseStatistics.FirstRuleSlot; i < FuseStatistics.CounterSlots; i++)
+                if (_shared is { } m) Volatile.Write(ref m[i], 0UL);
+                else Volatile.Write(ref _own[i], 0L);
+            Statistics?.NameRules(ruleNames);
+        }
+    }
 
     internal void CountRule(int rule)
     {
@@ -115,17 +143,16 @@ public sealed class KernelOffload : IDisposable
         var plan = new List<OffloadChoice>();
         if (_fs is ExtFuse.Nodes.NodeFileSystem nodes)
             plan.Add(new("caching", true, $"kernel caches (entry {Seconds(nodes.EntryTimeout)}, attr {Seconds(nodes.AttrTimeout)})"));
-        var paths = _fs.PathRules;
+        var paths = _fs.Session?.Policy.Rules ?? _fs.PathRules;
         if (paths.Any(p => p.Kind == PathRuleKind.Passthrough))
             plan.Add(connection.Has(InitFlags.Passthrough)
                 ? new("[Passthrough]", true, "kernel (FUSE passthrough)")
                 : new("[Passthrough]", false, "daemon (" + ((connection.KernelFlags & InitFlags.Passthrough) == 0 ? "the kernel offers no FUSE passthrough" : "passthrough is off with writeback_cache") + ")"));
-        var enforced = new[] { (_fs.Rules.Count > 0, "[Check]"), (paths.Any(p => p.Kind == PathRuleKind.Deny), "[Deny]"), (paths.Any(p => p.Kind == PathRuleKind.Hide), "[Hide]") }
+        var enforced = new[] { (_fs.Rules.Count > 0, "[Check]"), (paths.Any(p => p.Kind == PathRuleKind.Deny) || _fs.Session?.Policy.DefaultDeny == true, "[Deny]"), (paths.Any(p => p.Kind == PathRuleKind.Allow), "[Allow]"), (paths.Any(p => p.Kind == PathRuleKind.Hide), "[Hide]") }
             .Where(x => x.Item1).Select(x => x.Item2).ToList();
         if (enforced.Count > 0)
-            plan.Add(new(string.Join(" ", enforced), false, _caps.Has("BPF LSM")
-                ? "daemon (BPF LSM is available; in-kernel enforcement is not attached by this runtime yet)"
-                : $"daemon (no BPF LSM: {Detail("BPF LSM")})"));
+            plan.Add(new(string.Join(" ", enforced), LsmPolicy is not null, LsmPolicy is not null ? PolicyDetail
+                : _caps.Has("BPF LSM") ? $"daemon ({PolicyDetail})" : $"daemon (no BPF LSM: {Detail("BPF LSM")})"));
         if (_fs.FastPaths.Count > 0)
             plan.Add(new($"[FastPath] {string.Join(" ", _fs.FastPaths.Select(f => f.Op))}", false, _caps.Has("ExtFUSE program type")
                 ? "daemon (the kernel has the ExtFUSE program type; attaching it at INIT is not done by this runtime yet)"
@@ -144,6 +171,7 @@ public sealed class KernelOffload : IDisposable
     /// <summary>Called once the readers have stopped: the counts stay readable, from the daemon's own copy.</summary>
     public void Dispose()
     {
+        LsmPolicy?.Dispose();
         lock (_own)
         {
             var shared = _shared;

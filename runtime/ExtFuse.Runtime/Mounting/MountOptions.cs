@@ -52,6 +52,9 @@ public sealed record MountOptions
           io_uring_depth=N       requests in flight per io_uring queue, one queue per CPU (8)
           splice_read            answer READs of files backed by a descriptor with splice(2)
                                  instead of pread + writev (/dev/fuse transport)
+          policy=FILE            access rules from a JSON policy file (after the file system's own);
+                                 reload while mounted: SIGHUP, or extfuse policy reload MOUNTPOINT
+          audit=FILE             append every denial to FILE, one JSON object per line
         """;
 
     /// <summary>Parses one or more -o arguments on top of these options.</summary>
@@ -97,6 +100,8 @@ public sealed record MountOptions
                 case "no_bpf": s = s with { Bpf = false }; break;
                 case "io_uring": s = s with { IoUring = true }; break;
                 case "splice_read": s = s with { SpliceRead = true }; break;
+                case "policy": s = s with { PolicyFile = Text(key, value) }; break;
+                case "audit": s = s with { AuditLog = Text(key, value) }; break;
                 case "io_uring_depth": s = s with { IoUringQueueDepth = (int)Number(key, value, 1, 512) }; break;
                 default: throw new FuseException($"unknown mount option '{raw}' (extfuse --help lists them)", Errno.EINVAL);
             }

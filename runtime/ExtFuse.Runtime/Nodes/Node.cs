@@ -24,6 +24,8 @@ public abstract class Node
     internal readonly Dictionary<string, Node> KnownChildren = new(StringComparer.Ordinal);
     internal readonly List<(Node Parent, string Name)> Parents = [];
     internal long Lookups;
+    /// <summary>From the mode of the reply that first made the node known (the root is a directory).</summary>
+    internal bool IsDirectory;
     /// <summary>mtime, ctime and size at the last open: unchanged means the kernel's cached pages are still right.</summary>
     internal (ulong Mtime, uint MtimeNsec, ulong Ctime, uint CtimeNsec, ulong Size)? OpenedVersion;
 

@@ -25,6 +25,7 @@ public class NodeFileSystem : RawFileSystem
         root.NodeId = FuseConstants.RootId;
         root.Tree = this;
         root.Lookups = 1;
+        root.IsDirectory = true;
         _byId[root.NodeId] = root;
         if (root.StableIno != 0) _byIno[root.StableIno] = root;
     }
@@ -59,11 +60,12 @@ public class NodeFileSystem : RawFileSystem
     /// it knows, or null when <paramref name="child"/> is a known node that FORGET dropped meanwhile
     /// (the lookup must then be done again).
     /// </summary>
-    private Node? Register(Node parent, ReadOnlySpan<byte> name, Node child)
+    private Node? Register(Node parent, ReadOnlySpan<byte> name, Node child, uint mode)
     {
+        if (child.NodeId == 0) child.IsDirectory = (mode & 0xF000) == 0x4000;
         Node? discard = null;
         Node node;
-        var fresh = false;
+        bool fresh = false, named = false;
         lock (_table)
         {
             if (child.NodeId != 0 && _byId.GetValueOrDefault(child.NodeId) != child) return null;
@@ -83,10 +85,11 @@ public class NodeFileSystem : RawFileSystem
                 fresh = true;
             }
             node.Lookups++;
-            if (!name.IsEmpty) Bind(parent, name, node);
+            if (!name.IsEmpty) named = Bind(parent, name, node);
         }
         discard?.OnForget();
         if (fresh) OnRegistered(node);
+        if (fresh || named) OnNamesChanged(node.NodeId);
         return node;
     }
 
@@ -108,25 +111,27 @@ public class NodeFileSystem : RawFileSystem
     /// <summary>The names the kernel knows in <paramref name="parent"/>, as bytes.</summary>
     public List<byte[]> KnownNames(Node parent) { lock (_table) return [.. parent.KnownChildren.Keys.Select(Encoding.Latin1.GetBytes)]; }
 
-    private static void Bind(Node parent, ReadOnlySpan<byte> name, Node child)
-    {
-        if (KnownChild(parent, name) != child) Bind(parent, Key(name), child);
-    }
+    /// <summary>Binds the name; true when that changed something.</summary>
+    private static bool Bind(Node parent, ReadOnlySpan<byte> name, Node child) => KnownChild(parent, name) != child && Bind(parent, Key(name), child);
 
-    private static void Bind(Node parent, string name, Node child)
+    private static bool Bind(Node parent, string name, Node child)
     {
         if (parent.KnownChildren.TryGetValue(name, out var old))
         {
-            if (old == child) return;
+            if (old == child) return false;
             old.Parents.Remove((parent, name));
         }
         parent.KnownChildren[name] = child;
         child.Parents.Add((parent, name));
+        return true;
     }
 
-    private static void Unbind(Node parent, string name)
+    /// <summary>Drops the name; the node that had it, if any.</summary>
+    private static Node? Unbind(Node parent, string name)
     {
-        if (parent.KnownChildren.Remove(name, out var child)) child.Parents.Remove((parent, name));
+        if (!parent.KnownChildren.Remove(name, out var child)) return null;
+        child.Parents.Remove((parent, name));
+        return child;
     }
 
     internal string? PathOf(Node node)
@@ -151,8 +156,30 @@ public class NodeFileSystem : RawFileSystem
     public override string? PathOf(ulong nodeId)
     {
         if (Get(nodeId) is not { } node || PathOf(node) is not { } path) return null;
-        return Encoding.UTF8.GetString(Encoding.Latin1.GetBytes(path))[1..];
+        return RulePath(path);
     }
+
+    private static string RulePath(string latin1Path) => Encoding.UTF8.GetString(Encoding.Latin1.GetBytes(latin1Path))[1..];
+
+    /// <summary>Every path of the node: one per name it is known by (its directories have one each).</summary>
+    public override IReadOnlyList<string> PathsOf(ulong nodeId)
+    {
+        if (Get(nodeId) is not { } node) return [];
+        if (node == Root) return [""];
+        List<(Node, string)> names;
+        lock (_table) names = [.. node.Parents];
+        var paths = new List<string>(names.Count);
+        foreach (var (parent, name) in names)
+            if (PathOf(parent) is { } dir) paths.Add(RulePath(dir == "/" ? "/" + name : dir + "/" + name));
+        return paths;
+    }
+
+    public override bool IsDirectory(ulong nodeId) => Get(nodeId)?.IsDirectory ?? false;
+
+    public override bool Knows(ulong nodeId) => Get(nodeId) is not null;
+
+    public override ulong ChildId(ulong parent, ReadOnlySpan<byte> name) =>
+        Get(parent) is { } p && ChildOf(p, name) is { } child ? child.NodeId : 0;
 
     public override void Forget(ulong nodeId, ulong nlookup)
     {
@@ -169,6 +196,7 @@ public class NodeFileSystem : RawFileSystem
             gone = n;
         }
         gone.OnForget();
+        OnNamesChanged(nodeId);
     }
 
     private ulong AddHandle(FileHandle h) { lock (_table) { var id = _nextHandle++; _handles[id] = h; return id; } }
@@ -210,7 +238,7 @@ public class NodeFileSystem : RawFileSystem
     {
         for (var attempt = 0; attempt < 3; attempt++)
         {
-            if (Register(parent, name, child) is { } node) return node;
+            if (Register(parent, name, child, attr.Mode) is { } node) return node;
             if (parent is not INodeLookup lookup || Fail(r, lookup.Lookup(new OpContext(r), name, out child, out attr))) return null;
         }
         r.ReplyError(Errno.EAGAIN);
@@ -306,7 +334,9 @@ public class NodeFileSystem : RawFileSystem
     {
         if (!Resolve<INodeUnlink>(r, parent, out var p, out var op)) return;
         if (Fail(r, op.Unlink(new OpContext(r), name))) return;
-        lock (_table) Unbind(p, Key(name));
+        Node? gone;
+        lock (_table) gone = Unbind(p, Key(name));
+        if (gone is not null) OnNamesChanged(gone.NodeId);
         r.ReplyOk();
     }
 
@@ -314,7 +344,9 @@ public class NodeFileSystem : RawFileSystem
     {
         if (!Resolve<INodeRmDir>(r, parent, out var p, out var op)) return;
         if (Fail(r, op.RmDir(new OpContext(r), name))) return;
-        lock (_table) Unbind(p, Key(name));
+        Node? gone;
+        lock (_table) gone = Unbind(p, Key(name));
+        if (gone is not null) OnNamesChanged(gone.NodeId);
         r.ReplyOk();
     }
 
@@ -324,16 +356,19 @@ public class NodeFileSystem : RawFileSystem
         var np = Get(newParent);
         if (np is null) { r.ReplyError(Errno.ENOENT); return; }
         if (Fail(r, op.Rename(new OpContext(r), name, np, newName, flags))) return;
+        Node? moved, other;
         lock (_table)
         {
             string from = Key(name), to = Key(newName);
-            p.KnownChildren.TryGetValue(from, out var moved);
-            np.KnownChildren.TryGetValue(to, out var other);
+            p.KnownChildren.TryGetValue(from, out moved);
+            np.KnownChildren.TryGetValue(to, out other);
             Unbind(p, from);
             Unbind(np, to);
             if (moved is not null) Bind(np, to, moved);
             if ((flags & FuseFlags.RenameExchange) != 0 && other is not null) Bind(p, from, other);
         }
+        if (moved is not null) OnNamesChanged(moved.NodeId);
+        if (other is not null) OnNamesChanged(other.NodeId);
         r.ReplyOk();
     }
 
@@ -355,7 +390,7 @@ public class NodeFileSystem : RawFileSystem
     {
         if (!Resolve<INodeTmpFile>(r, parent, out var p, out var op)) return;
         if (Fail(r, op.TmpFile(new OpContext(r), c.Flags, c.Mode, out var child, out var attr, out var handle))) return;
-        var node = Register(p, default, child)!; // always a new node: nothing to have forgotten
+        var node = Register(p, default, child, attr.Mode)!; // always a new node: nothing to have forgotten
         r.ReplyCreate(EntryFor(node, attr), new FuseOpenOut { Fh = AddHandle(handle) });
     }
 
@@ -392,9 +427,8 @@ public class NodeFileSystem : RawFileSystem
 
     private void Passthrough(FuseRequest r, Node node, FileHandle handle, ref FuseOpenOut open)
     {
-        var rules = PathRuleSet;
-        if (!rules.HasPassthrough || handle.BackingFd < 0 || r.Session is not { } session
-            || !session.Connection.Has(InitFlags.Passthrough) || !rules.IsPassthrough(PathOf(node.NodeId))) return;
+        if (handle.BackingFd < 0 || r.Session is not { } session || !session.Policy.HasPassthrough
+            || !session.Connection.Has(InitFlags.Passthrough) || !session.Policy.IsPassthrough(PathOf(node.NodeId))) return;
         lock (_backing)
         {
             if (!_backing.TryGetValue(node, out var b))
@@ -556,19 +590,20 @@ public class NodeFileSystem : RawFileSystem
         var dir = Get(nodeId);
         if (dir is null) { r.ReplyError(Errno.ENOENT); return; }
         if (!HandleFor(r, read.Fh, out var h)) return;
-        var sink = new ListingSink(this, r, dir, read.Size, plus, PathRuleSet.HasHide ? PathOf(nodeId) ?? "" : null);
+        var policy = r.Session?.Policy;
+        var sink = new ListingSink(this, r, dir, read.Size, plus, policy, policy is { HasHide: true } ? PathOf(nodeId) ?? "" : null);
         if (!Fail(r, h.ReadDir(new OpContext(r), (long)read.Offset, sink))) r.ReplyBuffer(sink.Length);
     }
 
     /// <summary>Writes entries into the request's reply buffer; for READDIRPLUS it looks each one up (a lookup reference per entry).</summary>
-    private sealed class ListingSink(NodeFileSystem fs, FuseRequest r, Node dir, uint size, bool plus, string? hidingUnder) : DirEntrySink
+    private sealed class ListingSink(NodeFileSystem fs, FuseRequest r, Node dir, uint size, bool plus, ExtFuse.Policy.AccessPolicy? policy, string? hidingUnder) : DirEntrySink
     {
         public int Length;
 
         public override bool Add(ReadOnlySpan<byte> name, ulong ino, uint mode, long nextOffset)
         {
             // [Hide]: the entry is skipped, and the listing goes on past it.
-            if (hidingUnder is not null && fs.PathRuleSet.IsHidden(ExtFuse.Declarative.PathRuleSet.Join(hidingUnder, name))) return true;
+            if (hidingUnder is not null && policy!.IsHidden(ExtFuse.Policy.AccessPolicy.Join(hidingUnder, name))) return true;
             var rest = r.GetReplyBuffer((int)size)[Length..];
             if (DirectoryListing.RecordSize(name.Length, plus) > rest.Length) return false;
             if (!plus)
@@ -580,7 +615,7 @@ public class NodeFileSystem : RawFileSystem
             var entry = new FuseEntryOut { Attr = new FuseAttr { Ino = ino, Mode = mode } };
             if (!name.SequenceEqual("."u8) && !name.SequenceEqual(".."u8) && dir is INodeLookup lookup
                 && lookup.Lookup(new OpContext(r), name, out var child, out var attr) == 0
-                && fs.Register(dir, name, child) is { } known)
+                && fs.Register(dir, name, child, attr.Mode) is { } known)
                 entry = fs.EntryFor(known, attr);
             Length += DirectoryListing.EncodePlus(rest, entry, name, (ulong)nextOffset);
             return true;

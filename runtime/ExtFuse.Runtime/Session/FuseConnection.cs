@@ -27,6 +27,10 @@ public sealed record FuseSessionOptions
     /// Off by default: the bench measures it against plain copies (README, Benchmarks).
     /// </summary>
     public bool SpliceRead { get; init; }
+    /// <summary>A policy file (JSON, policy.schema.json) whose rules follow the file system's own; reloadable while mounted (-o policy=FILE).</summary>
+    public string? PolicyFile { get; init; }
+    /// <summary>Where every denial is recorded, one JSON object per line (-o audit=FILE).</summary>
+    public string? AuditLog { get; init; }
 }
 
 /// <summary>What INIT negotiated. A file system may adjust Flags and the limits in RawFileSystem.Init.</summary>

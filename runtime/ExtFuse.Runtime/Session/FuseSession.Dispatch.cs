@@ -47,7 +47,7 @@ public sealed partial class FuseSession
 
     private void Dispatch(FuseRequest r, FuseOpcode op, ulong node, ReadOnlySpan<byte> body)
     {
-        if (_ruleOps != 0 && Denied(r, op, node, body)) return;
+        if (Denied(r, op, node, body)) return;
         var fs = _fs;
         switch (op)
         {
@@ -217,14 +217,28 @@ public sealed partial class FuseSession
         FuseOpcode.MkNod => ExtFuse.Declarative.FuseOps.MkNod,
         FuseOpcode.SetXattr => ExtFuse.Declarative.FuseOps.SetXattr,
         FuseOpcode.RemoveXattr => ExtFuse.Declarative.FuseOps.RemoveXattr,
+        FuseOpcode.OpenDir => ExtFuse.Declarative.FuseOps.ReadDir,
         _ => ExtFuse.Declarative.FuseOps.None,
     };
 
-    /// <summary>Runs the rules that apply to this opcode; the first errno answers the request.</summary>
+    /// <summary>
+    /// Runs the [Check] methods that apply to this opcode, then the policy (attributes and policy
+    /// file); the first refusal answers the request.
+    /// </summary>
     private bool Denied(FuseRequest r, FuseOpcode op, ulong node, ReadOnlySpan<byte> body)
     {
         var ops = OpsOf(op);
-        if ((ops & _ruleOps) == 0) return false;
+        if ((ops & _checkOps) != 0 && CheckDenied(r, op, ops, node, body)) return true;
+        var policy = _policy;
+        if (policy.Count == 0 && !policy.DefaultDeny) return false;
+        var (verdict, _, path) = PolicyVerdict(policy, r, op, node, body);
+        if (!verdict.Denied) return false;
+        Refuse(r, op, verdict, verdict.Rule >= 0 ? _rules.Length + verdict.Rule : -1, RuleName(policy, verdict), path);
+        return true;
+    }
+
+    private bool CheckDenied(FuseRequest r, FuseOpcode op, ExtFuse.Declarative.FuseOps ops, ulong node, ReadOnlySpan<byte> body)
+    {
         var req = new ExtFuse.Declarative.CheckRequest { Opcode = (uint)op, Uid = r.Uid, Gid = r.Gid, Pid = r.Pid, NodeId = node };
         switch (op)
         {
@@ -246,63 +260,15 @@ public sealed partial class FuseSession
             if ((rule.Ops & ops) == 0) continue;
             var err = rule.Check(in req);
             if (err == 0) continue;
-            Log.RuleDenied(rule.Name, op, r.Unique, r.Uid, err);
-            _offload?.CountRule(i);
-            r.ReplyError(err);
-            return true;
-        }
-        if ((ops & _pathOps) != 0 && PathDenied(r, op, ops, node, body) is var (errno, index) && errno != 0)
-        {
-            Log.RuleDenied(_ruleNames[_rules.Length + index], op, r.Unique, r.Uid, errno);
-            _offload?.CountRule(_rules.Length + index);
-            r.ReplyError(errno);
+            Refuse(r, op, new ExtFuse.Policy.Verdict(err, i), i, rule.Name, (ops & CheckPathOps) != 0 ? _fs.PathOf(node) : null);
             return true;
         }
         return false;
     }
 
-    /// <summary>Operations that name a child: a hidden name cannot be looked up or made.</summary>
-    private const ExtFuse.Declarative.FuseOps HideOps = ExtFuse.Declarative.FuseOps.Lookup | ExtFuse.Declarative.FuseOps.Create
-        | ExtFuse.Declarative.FuseOps.MkDir | ExtFuse.Declarative.FuseOps.MkNod | ExtFuse.Declarative.FuseOps.Symlink
-        | ExtFuse.Declarative.FuseOps.Link | ExtFuse.Declarative.FuseOps.Rename;
-
-    /// <summary>
-    /// [Hide] and [Deny] on paths: the path of the node, or of the name the operation makes or
-    /// removes (both names of a rename). Decided here, where every such request arrives, never
-    /// from a LOOKUP the kernel may have cached for another caller.
-    /// </summary>
-    private (int Errno, int Rule) PathDenied(FuseRequest r, FuseOpcode op, ExtFuse.Declarative.FuseOps ops, ulong node, ReadOnlySpan<byte> body)
-    {
-        ReadOnlySpan<byte> name = default, newName = default;
-        ulong newParent = 0;
-        switch (op)
-        {
-            case FuseOpcode.Lookup or FuseOpcode.Unlink or FuseOpcode.RmDir or FuseOpcode.Symlink: name = Name(body); break;
-            case FuseOpcode.Create: name = Name(After<FuseCreateIn>(body)); break;
-            case FuseOpcode.MkDir: name = Name(After<FuseMkdirIn>(body)); break;
-            case FuseOpcode.MkNod: name = Name(After<FuseMknodIn>(body)); break;
-            case FuseOpcode.Link: name = Name(After<FuseLinkIn>(body)); break;
-            case FuseOpcode.Rename or FuseOpcode.Rename2:
-            {
-                var names = op == FuseOpcode.Rename ? After<FuseRenameIn>(body) : After<FuseRename2In>(body);
-                name = Name(names);
-                newName = Name(names[(name.Length + 1)..]);
-                newParent = op == FuseOpcode.Rename ? Arg<FuseRenameIn>(body).NewDir : Arg<FuseRename2In>(body).NewDir;
-                break;
-            }
-        }
-        var here = _fs.PathOf(node);
-        var path = name.IsEmpty ? here : ExtFuse.Declarative.PathRuleSet.Join(here, name);
-        var target = newParent == 0 ? null : ExtFuse.Declarative.PathRuleSet.Join(_fs.PathOf(newParent), newName);
-        if ((ops & HideOps) != 0 && _paths.HidingRule(op == FuseOpcode.Rename || op == FuseOpcode.Rename2 ? target : path) is var hide and >= 0)
-            return (op == FuseOpcode.Lookup ? Errno.ENOENT : Errno.EACCES, hide);
-        string? comm = null;
-        var pid = r.Pid;
-        string? Comm() => comm ??= ExtFuse.Declarative.PathRuleSet.CommOf(pid);
-        var errno = _paths.Denied(ops, path, r.Uid, r.Gid, Comm, out var rule);
-        if (errno == 0 && target is not null) errno = _paths.Denied(ops, target, r.Uid, r.Gid, Comm, out rule);
-        return (errno, rule);
-    }
+    /// <summary>Operations on a node itself, whose path an audit record of a refused [Check] names.</summary>
+    private const ExtFuse.Declarative.FuseOps CheckPathOps = ExtFuse.Declarative.FuseOps.Open | ExtFuse.Declarative.FuseOps.SetAttr
+        | ExtFuse.Declarative.FuseOps.Read | ExtFuse.Declarative.FuseOps.Write | ExtFuse.Declarative.FuseOps.SetXattr | ExtFuse.Declarative.FuseOps.RemoveXattr;
 
     /// <summary>Runs the [FastPath] twin for GETATTR: true when it answered (served or refused).</summary>
     private bool ServedFast(FuseRequest r, ExtFuse.Declarative.FastPathRule fast, ulong node)

@@ -17,12 +17,11 @@ public sealed partial class FuseSession : IDisposable
 {
     private readonly RawFileSystem _fs;
     private readonly ExtFuse.Declarative.CheckRule[] _rules;
-    private readonly ExtFuse.Declarative.FuseOps _ruleOps;
-    private readonly ExtFuse.Declarative.PathRuleSet _paths;
-    /// <summary>Operations some path rule applies to: only those compute a path.</summary>
-    private readonly ExtFuse.Declarative.FuseOps _pathOps;
+    /// <summary>Operations some [Check] method applies to.</summary>
+    private readonly ExtFuse.Declarative.FuseOps _checkOps;
     private readonly ExtFuse.Declarative.FastPathRule? _fastGetAttr;
-    private readonly string[] _ruleNames;
+    /// <summary>Counter names: the [Check] methods, then the policy's rules.</summary>
+    private string[] _ruleNames;
     private ExtFuse.Kernel.KernelOffload? _offload;
     private readonly FuseSessionOptions _options;
     private readonly ConcurrentDictionary<ulong, FuseRequest> _detached = new();
@@ -42,14 +41,16 @@ public sealed partial class FuseSession : IDisposable
     {
         _fs = fs;
         _rules = [.. fs.Rules];
-        foreach (var rule in _rules) _ruleOps |= rule.Ops;
-        _paths = fs.PathRuleSet;
-        _pathOps = _paths.DenyOps | (_paths.HasHide ? HideOps : 0);
-        _ruleOps |= _pathOps;
+        foreach (var rule in _rules) _checkOps |= rule.Ops;
         _fastGetAttr = fs.FastPaths.FirstOrDefault(f => f.Op == ExtFuse.Declarative.FuseOps.GetAttr);
-        _ruleNames = [.. ExtFuse.Kernel.KernelOffload.RuleNames(fs)];
         _options = options ?? new FuseSessionOptions();
         Log = new SessionLog(logger ?? NullLogger.Instance);
+        // A policy file that does not load is an error here, before anything is mounted.
+        _policy = Compose(fs, _options.PolicyFile is { } file ? ExtFuse.Policy.PolicyFile.Load(file) : null);
+        _ruleNames = [.. _rules.Select(r => r.Name), .. _policy.RuleNames];
+        _verdicts = new ExtFuse.Policy.NodeVerdicts(fs);
+        Audit = new ExtFuse.Policy.AuditLog(_options.AuditLog);
+        fs.NamesChanged += OnNamesChanged;
     }
 
     internal SessionLog Log { get; }
@@ -106,6 +107,7 @@ public sealed partial class FuseSession : IDisposable
         Mount = mount;
         _fs.Session = this;
         _offload = ExtFuse.Kernel.KernelOffload.Start(_fs, _ruleNames, mount.ConnectionId, _options.Bpf);
+        StartKernelPolicy(mount.ConnectionId);
         _notifyChannel = new DeviceChannel(mount.Fd);
         foreach (var map in _fs.FastPathNodeMaps) map.NodeChanged += AttributesSourceChanged;
         // Over io_uring the device only carries INIT, FORGET and INTERRUPT: one reader is enough
@@ -249,8 +251,10 @@ public sealed partial class FuseSession : IDisposable
     {
         if (Interlocked.Decrement(ref _liveReaders) != 0) return;
         foreach (var map in _fs.FastPathNodeMaps) map.NodeChanged -= AttributesSourceChanged;
+        _fs.NamesChanged -= OnNamesChanged;
         RunDestroy();
         _offload?.Dispose();
+        Audit.Dispose();
         Log.Ended(reason);
         foreach (var kv in _retrieves) kv.Value.TrySetException(new FuseException("session ended", Errno.ENODEV));
         _initialized.TrySetException(new FuseException($"session ended before INIT ({reason})", Errno.ENODEV));

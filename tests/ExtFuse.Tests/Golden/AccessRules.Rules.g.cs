@@ -16,7 +16,7 @@ partial class AccessRules
     [
     ];
 
-    /// <summary>The [Deny], [Hide] and [Passthrough] rules; a rule's index is its bit in the kernel's path verdicts.</summary>
+    /// <summary>The [Deny], [Allow], [Hide] and [Passthrough] rules in declaration order (a policy file's rules follow them); a rule's index is its bit in the kernel's path verdicts.</summary>
     public static global::System.Collections.Generic.IReadOnlyList<global::ExtFuse.Declarative.PathRule> DeclaredPathRules { get; } =
     [
     ];

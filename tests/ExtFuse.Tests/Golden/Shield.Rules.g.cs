@@ -18,12 +18,12 @@ partial class ShieldFileSystem
         new("PinnedAttributes", (global::ExtFuse.Declarative.FuseOps)2u, PinnedAttributes),
     ];
 
-    /// <summary>The [Deny], [Hide] and [Passthrough] rules; a rule's index is its bit in the kernel's path verdicts.</summary>
+    /// <summary>The [Deny], [Allow], [Hide] and [Passthrough] rules in declaration order (a policy file's rules follow them); a rule's index is its bit in the kernel's path verdicts.</summary>
     public static global::System.Collections.Generic.IReadOnlyList<global::ExtFuse.Declarative.PathRule> DeclaredPathRules { get; } =
     [
-        new(global::ExtFuse.Declarative.PathRuleKind.Passthrough, (global::ExtFuse.Declarative.FuseOps)96u, "**/*.bin", -1, -1, null, 0),
-        new(global::ExtFuse.Declarative.PathRuleKind.Deny, (global::ExtFuse.Declarative.FuseOps)1664u, "keep/**", -1, -1, null, 13),
-        new(global::ExtFuse.Declarative.PathRuleKind.Hide, (global::ExtFuse.Declarative.FuseOps)0u, "**/.secret", -1, -1, null, 2),
+        new(global::ExtFuse.Declarative.PathRuleKind.Passthrough, (global::ExtFuse.Declarative.FuseOps)96u, "**/*.bin", -1, -1, null, 0, null),
+        new(global::ExtFuse.Declarative.PathRuleKind.Deny, (global::ExtFuse.Declarative.FuseOps)1664u, "keep/**", -1, -1, null, 13, null),
+        new(global::ExtFuse.Declarative.PathRuleKind.Hide, (global::ExtFuse.Declarative.FuseOps)0u, "**/.secret", -1, -1, null, 2, null),
     ];
 
     /// <summary>From [CacheEntry] on this class.</summary>
@@ -46,6 +46,10 @@ partial class ShieldFileSystem
     /// <summary>The BPF objects built from this class, next to the assembly: stock kernels, and ExtFUSE kernels.</summary>
     public const string BpfObject = "ExtFuse.Samples.Shield.ShieldFileSystem.bpf.o";
     public const string ExtFuseBpfObject = "ExtFuse.Samples.Shield.ShieldFileSystem.extfuse.bpf.o";
+
+    /// <summary>The session loads this object's LSM programs where the kernel has BPF LSM, and binds the KernelMaps to it.</summary>
+    public override string? BpfObjectName => BpfObject;
+    public override void BindKernelObject(global::ExtFuse.Bpf.BpfObject loaded) => BindKernelMaps(loaded);
 
     /// <summary>Routes each KernelMap field to the map of the same name in a loaded object, with key and value sizes checked.</summary>
     public static void BindKernelMaps(global::ExtFuse.Bpf.BpfObject loaded)

@@ -9,7 +9,7 @@ public static class Errno
         ETXTBSY = 26, EFBIG = 27, ENOSPC = 28, ESPIPE = 29, EROFS = 30, EMLINK = 31, EPIPE = 32,
         ERANGE = 34, EDEADLK = 35, ENAMETOOLONG = 36, ENOLCK = 37, ENOSYS = 38, ENOTEMPTY = 39,
         ELOOP = 40, ENODATA = 61, EOVERFLOW = 75, EOPNOTSUPP = 95, ENOTSUP = 95,
-        ECONNABORTED = 103, ENOTCONN = 107, ETIMEDOUT = 110, ESTALE = 116, EPROTO = 71, ECANCELED = 125;
+        ECONNABORTED = 103, ECONNREFUSED = 111, ENOTCONN = 107, ETIMEDOUT = 110, ESTALE = 116, EPROTO = 71, ECANCELED = 125;
 
     /// <summary>The C library's text for an errno, e.g. "No such file or directory".</summary>
     public static string Describe(int errno) => Libc.StrError(errno);

@@ -1,15 +1,16 @@
 namespace ExtFuse.Mounting;
 
-/// <summary>One line of /proc/self/mountinfo.</summary>
+/// <summary>One line of mountinfo.</summary>
 public sealed record MountEntry(string MountPoint, uint Major, uint Minor, string FsType, string Source);
 
-/// <summary>Reads /proc/self/mountinfo: what is mounted where, and which FUSE connection serves it.</summary>
+/// <summary>Reads the calling thread's mountinfo: what is mounted where, and which FUSE connection serves it.</summary>
 public static class MountTable
 {
     public static IReadOnlyList<MountEntry> Read()
     {
         var list = new List<MountEntry>();
-        foreach (var line in File.ReadLines("/proc/self/mountinfo"))
+        // The calling thread's view: a thread that unshared its mount namespace (the sandbox launcher) sees its own mounts.
+        foreach (var line in File.ReadLines("/proc/thread-self/mountinfo"))
         {
             var f = line.Split(' ');
             var sep = Array.IndexOf(f, "-");

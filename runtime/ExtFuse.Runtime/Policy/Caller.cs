@@ -10,6 +10,9 @@ public struct Caller(uint uid, uint gid, uint pid)
     private string? _comm, _cgroup;
     private bool _commRead, _cgroupRead;
 
+    /// <summary>A caller whose process name is already known (the kernel reported it).</summary>
+    public Caller(uint uid, uint gid, uint pid, string? comm) : this(uid, gid, pid) => (_comm, _commRead) = (comm, true);
+
     /// <summary>The kernel's name for the calling thread (/proc/PID/comm), or null when it is gone.</summary>
     public string? Comm
     {

@@ -104,10 +104,11 @@ public class PolicyTests
             """);
         var root = As(0);
         var user = As(1000);
-        Assert.Equal(new Verdict(0, 0), p.Decide(FuseOps.Open | FuseOps.Read, "secrets/public.pem", ref user));       // the exception comes first
+        Assert.Equal(Verdict.Allowed, p.Decide(FuseOps.Open | FuseOps.Read, "secrets/public.pem", ref user));        // the exception comes first
         Assert.Equal(new Verdict(13, 1), p.Decide(FuseOps.Open | FuseOps.Write, "secrets/public.pem", ref user));     // not for writing
         Assert.Equal(new Verdict(13, 1), p.Decide(FuseOps.Open | FuseOps.Read, "secrets/key", ref user));
-        Assert.Equal(new Verdict(0, 2), p.Decide(FuseOps.Open | FuseOps.Read, "docs/a", ref user));
+        Assert.Equal(Verdict.Allowed, p.Decide(FuseOps.Open | FuseOps.Read, "docs/a", ref user));
+        Assert.Equal(new Verdict(1, -1), p.Decide(FuseOps.Open | FuseOps.Read | FuseOps.SetAttr, "docs/a", ref user));   // each operation must be allowed
         Assert.Equal(new Verdict(1, -1), p.Decide(FuseOps.Open | FuseOps.Read, "docs/a", ref root));                  // nothing matched root: default
         Assert.Equal(new Verdict(1, -1), p.Decide(FuseOps.Unlink, "docs/a", ref user, names: true));
         // Lookup and GetAttr are decided only by rules that name them, never by the default.
@@ -125,7 +126,7 @@ public class PolicyTests
         var c = As(5);
         Assert.Equal(new Verdict(AccessPolicy.HiddenErrno, 1), p.Decide(FuseOps.Create, "a/.secret", ref c, names: true));
         Assert.True(p.IsHideRule(1));
-        Assert.Equal(new Verdict(0, 0), p.Decide(FuseOps.Open, "a/.secret", ref c));   // an open of a node the kernel already has
+        Assert.Equal(Verdict.Allowed, p.Decide(FuseOps.Open, "a/.secret", ref c));   // an open of a node the kernel already has
         Assert.True(p.IsHidden(".secret"));
         Assert.False(p.IsHidden("a/secret"));
     }

@@ -1,7 +1,7 @@
 /* BPF LSM programs that enforce a mount's rules in the kernel, before a request reaches FUSE:
  * the [Check] methods of a generated object (it defines EXTFUSE_CHECKS before including this file),
- * then the policy (policy.h). Limited to one mount by its dev_t; on a FUSE inode, i_ino is the
- * nodeid the daemon handed out. Every refusal goes to the daemon as an audit event.
+ * then the policy (policy.h). Limited to one mount by its dev_t; nodes are known by the nodeid the
+ * daemon handed out (struct fuse_inode). Every refusal goes to the daemon as an audit event.
  *
  * The kernel structs are the few fields read here, relocated to the running kernel's layout (CO-RE).
  * Hooks whose arguments changed across kernels (inode_setattr gained an idmap in 6.8) read them by
@@ -19,7 +19,7 @@ typedef struct { __u32 val; } kuid_t;
 typedef struct { __u32 val; } kgid_t;
 
 struct super_block { dev_t s_dev; } __attribute__((preserve_access_index));
-struct inode { umode_t i_mode; unsigned long i_ino; struct super_block *i_sb; } __attribute__((preserve_access_index));
+struct inode { umode_t i_mode; struct super_block *i_sb; } __attribute__((preserve_access_index));
 struct qstr { const unsigned char *name; } __attribute__((preserve_access_index));
 struct dentry { struct inode *d_inode; struct qstr d_name; } __attribute__((preserve_access_index));
 struct path { struct dentry *dentry; } __attribute__((preserve_access_index));
@@ -28,6 +28,10 @@ struct iattr { unsigned int ia_valid; umode_t ia_mode; } __attribute__((preserve
 struct cred { kuid_t fsuid; kgid_t fsgid; } __attribute__((preserve_access_index));
 struct task_struct { const struct cred *cred; } __attribute__((preserve_access_index));
 struct mnt_idmap;
+/* FUSE's own inode: the nodeid the daemon handed out (i_ino is the inode number it reported, which
+ * is not the nodeid for a file system that passes its backing store's through, as StackFs does).
+ * In the fuse module's BTF, or vmlinux's where FUSE is built in; CO-RE finds it in either. */
+struct fuse_inode { struct inode inode; __u64 nodeid; } __attribute__((preserve_access_index));
 
 #define EXTFUSE_S_IFMT 0170000
 #define EXTFUSE_S_IFDIR 0040000
@@ -162,9 +166,13 @@ static __always_inline int extfuse_lsm_decide(const struct extfuse_lsm_req *q, c
 	return 0;
 }
 
+/* The nodeid of an inode of this mount (0 for none). */
 static __always_inline __u64 extfuse_ino(struct inode *inode)
 {
-	return inode ? BPF_CORE_READ(inode, i_ino) : 0;
+	if (!inode)
+		return 0;
+	struct fuse_inode *fi = (void *)((char *)inode - bpf_core_field_offset(struct fuse_inode, inode));
+	return BPF_CORE_READ(fi, nodeid);
 }
 
 SEC("lsm/file_open")

@@ -127,8 +127,11 @@ struct extfuse_decide_ctx {
 	__s32 result;
 	__s32 rule;
 	__u32 decided;
-	__u32 pad;
+	__u32 deferred;
 };
+
+/* FuseOps bits (Lookup .. ReadDir). */
+#define EXTFUSE_OPS 17
 
 static __always_inline __u64 extfuse_word(const __u64 *w, __u32 i)
 {
@@ -188,29 +191,44 @@ static long extfuse_rule_step(__u32 i, void *data)
 }
 
 /* The policy's answer for ops by this caller, from the rule bits of the path (match: the glob
- * matches; maybe: it may, only the daemon can tell). Names being made (child) first meet the [Hide]
- * rules. 0: allow or go on to the daemon; a positive errno: refuse; *rule: the deciding rule. */
-static __always_inline int extfuse_policy_decide(const struct extfuse_policy_header *h, struct extfuse_decide_ctx *c, int child, __s32 *rule)
+ * matches; maybe: it may, only the daemon can tell). A request performing several operations is
+ * allowed when each of them is: each is decided by the first rule that names it and matches, names
+ * being made (names) first meeting the [Hide] rules, and the first refused one answers. 0: allow,
+ * or go on to the daemon (c->deferred: the bits could not tell); a positive errno: refuse, with
+ * *rule the rule that did (-1: the default). */
+static __always_inline int extfuse_policy_decide(const struct extfuse_policy_header *h, struct extfuse_decide_ctx *c, int names, __s32 *rule)
 {
 	__u32 n = h->rule_count < EXTFUSE_MAX_RULES ? h->rule_count : EXTFUSE_MAX_RULES;
+	__u32 ops = c->ops;
 	*rule = -1;
-	c->result = 0;
-	c->decided = 0;
-	if (child) {
-		c->hide_pass = 1;
-		bpf_loop(n, extfuse_rule_step, c, 0);
-		if (c->decided) {
-			*rule = c->rule;
-			return c->result > 0 ? c->result : 0;
+	c->deferred = 0;
+	for (int b = 0; b < EXTFUSE_OPS; b++) {
+		__u32 bit = 1u << b;
+		if (!(ops & bit))
+			continue;
+		c->ops = bit;
+		c->result = 0;
+		c->decided = 0;
+		if (names) {
+			c->hide_pass = 1;
+			bpf_loop(n, extfuse_rule_step, c, 0);
+		}
+		if (!c->decided) {
+			c->hide_pass = 0;
+			bpf_loop(n, extfuse_rule_step, c, 0);
+		}
+		if (c->decided && c->result == EXTFUSE_DEFER) {
+			/* A later refusal might not be the daemon's first: leave the whole request to it. */
+			c->deferred = 1;
+			return 0;
+		}
+		int err = c->decided ? c->result : (bit & h->default_ops) ? h->default_err : 0;
+		if (err > 0) {
+			*rule = c->decided ? c->rule : -1;
+			return err;
 		}
 	}
-	c->hide_pass = 0;
-	bpf_loop(n, extfuse_rule_step, c, 0);
-	if (c->decided) {
-		*rule = c->rule;
-		return c->result > 0 ? c->result : 0;
-	}
-	return (c->ops & h->default_ops) ? h->default_err : 0;
+	return 0;
 }
 
 /* Fills the decision's path bits from a node's verdict: for the node itself, or for a name in it
@@ -276,7 +294,7 @@ int test_policy(struct extfuse_policy_test *ctx)
 	c.ops = ctx->ops;
 	__s32 rule = -1;
 	int err = extfuse_policy_decide(h, &c, ctx->child, &rule);
-	ctx->result = c.decided && c.result == EXTFUSE_DEFER ? EXTFUSE_DEFER : err;
+	ctx->result = c.deferred ? EXTFUSE_DEFER : err;
 	ctx->rule = rule;
 	return 0;
 }

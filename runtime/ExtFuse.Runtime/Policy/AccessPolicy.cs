@@ -14,7 +14,9 @@ public readonly record struct Verdict(int Errno, int Rule)
 /// attributes in declaration order, then a policy file's rules in file order. Precedence:
 /// <list type="number">
 /// <item>[Hide]: a hidden name does not exist for anyone (caller-independent, decided before the rest);</item>
-/// <item>[Deny]/[Allow]: the first rule whose operations, path and caller conditions all match decides;</item>
+/// <item>[Deny]/[Allow]: the first rule that names the operation and whose path and caller conditions
+/// match decides it; a request that performs several operations (an open for writing: open and write)
+/// is allowed when each of them is;</item>
 /// <item>no rule matched: the policy's default (allow unless it says deny), for every operation but
 /// Lookup and GetAttr, which only rules that name them decide.</item>
 /// </list>
@@ -99,11 +101,23 @@ public sealed class AccessPolicy
                                    | FuseOps.Rename | FuseOps.Unlink | FuseOps.RmDir;
 
     /// <summary>
-    /// The engine, the managed twin of extfuse_policy_decide in policy.h. <paramref name="names"/>:
-    /// the request makes, finds or removes a name, which first meets the [Hide] rules (EACCES; the
-    /// session answers a LOOKUP with ENOENT).
+    /// The engine, the managed twin of extfuse_policy_decide in policy.h. A request that performs
+    /// several operations (an open for reading and writing is open, read and write) is allowed when
+    /// each of them is; the first refused one, in FuseOps bit order, answers it.
     /// </summary>
     private Verdict Decide<T>(FuseOps ops, ref Caller caller, in T paths, bool names) where T : struct, IPathTest
+    {
+        for (var bits = (uint)ops; bits != 0; bits &= bits - 1)
+            if (DecideOne((FuseOps)(bits & (uint)-(int)bits), ref caller, paths, names) is { Denied: true } denied) return denied;
+        return Verdict.Allowed;
+    }
+
+    /// <summary>
+    /// One operation: the first rule that names it and matches decides. <paramref name="names"/>: the
+    /// request makes, finds or removes a name, which first meets the [Hide] rules (EACCES; the session
+    /// answers a LOOKUP with ENOENT).
+    /// </summary>
+    private Verdict DecideOne<T>(FuseOps ops, ref Caller caller, in T paths, bool names) where T : struct, IPathTest
     {
         if (names && HasHide && (ops & HideOps) != 0)
             for (var i = 0; i < _rules.Length; i++)
@@ -119,7 +133,7 @@ public sealed class AccessPolicy
                 var m = paths.Matches(i);
                 if (m is null ? r.Kind == PathRuleKind.Allow : m == false) continue;
             }
-            return new Verdict(r.Kind == PathRuleKind.Deny ? r.Errno : 0, i);
+            return r.Kind == PathRuleKind.Deny ? new Verdict(r.Errno, i) : Verdict.Allowed;
         }
         return DefaultDeny && (ops & AllOps) != 0 ? new Verdict(DefaultErrno, -1) : Verdict.Allowed;
     }

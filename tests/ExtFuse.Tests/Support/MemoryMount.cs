@@ -81,12 +81,20 @@ public class StackMount : TestMount
 
     protected StackMount(int? pinnedLimit) : this(source => StackFileSystem.Open(source, pinnedLimit)) { }
 
-    /// <summary>A StackFs made by <paramref name="open"/> over a fresh source directory.</summary>
-    protected StackMount(Func<string, StackFileSystem> open, bool ioUring = false, bool spliceRead = false, bool writeback = false)
-        : this(Directory.CreateTempSubdirectory("extfuse-src-").FullName, open, ioUring, spliceRead, writeback) { }
+    /// <summary>A StackFs made by <paramref name="open"/> over a fresh source directory (<paramref name="prepare"/> fills it before the mount).</summary>
+    protected StackMount(Func<string, StackFileSystem> open, bool ioUring = false, bool spliceRead = false, bool writeback = false,
+                         MountOptions? options = null, Action<string>? prepare = null)
+        : this(Prepared(prepare), open, ioUring, spliceRead, writeback, options) { }
 
-    private StackMount(string source, Func<string, StackFileSystem> open, bool ioUring, bool spliceRead, bool writeback)
-        : base(open(source), ioUring: ioUring, spliceRead: spliceRead, writeback: writeback) => Source = source;
+    private static string Prepared(Action<string>? prepare)
+    {
+        var source = Directory.CreateTempSubdirectory("extfuse-src-").FullName;
+        prepare?.Invoke(source);
+        return source;
+    }
+
+    private StackMount(string source, Func<string, StackFileSystem> open, bool ioUring, bool spliceRead, bool writeback, MountOptions? options)
+        : base(open(source), options, ioUring: ioUring, spliceRead: spliceRead, writeback: writeback) => Source = source;
 
     public string Source { get; }
     public StackFileSystem Stack => (StackFileSystem)Fs;

@@ -5,11 +5,21 @@
 # root read-only over virtio-9p; results come back as artifacts/test-results/kernel-lab/kernel-lab.trx.
 # Installs what it needs (qemu-system-x86, busybox-static, cpio) and fetches the kernel package once.
 # Needs root and a built tests/ExtFuse.Tests (scripts/test.sh builds it first).
+# Usage: scripts/kernel-lab.sh [--run SCRIPT --results DIR]   (another command in the guest, such as
+# bench/lab-sandbox.sh, with DIR shared as its /tmp/results)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 lab=$repo/artifacts/kernel-lab
+guest=$repo/scripts/kernel-lab/guest.sh
 results=$repo/artifacts/test-results/kernel-lab
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --run) guest=$(realpath "$2"); shift 2 ;;
+    --results) results=$(realpath -m "$2"); shift 2 ;;
+    *) echo "kernel-lab: unknown option $1" >&2; exit 2 ;;
+  esac
+done
 mkdir -p "$lab" "$results"
 rm -f "$results"/*.trx
 
@@ -59,12 +69,16 @@ echo "kernel-lab: booting $(basename "$vmlinuz") with lsm=...,bpf under qemu (so
 set +e
 timeout 1800 qemu-system-x86_64 -accel tcg,thread=multi -cpu max -m 3072 -smp 2 \
   -kernel "$vmlinuz" -initrd "$lab/init.gz" \
-  -append "console=ttyS0 quiet lsm=lockdown,capability,landlock,bpf panic=-1 lab.cmd=$repo/scripts/kernel-lab/guest.sh" \
+  -append "console=ttyS0 quiet lsm=lockdown,capability,landlock,bpf panic=-1 lab.cmd=$guest" \
   -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
   -virtfs local,path="$results",mount_tag=results,security_model=none \
   -nographic -no-reboot < /dev/null 2>&1 | tr -d '\r' | tee "$lab/console.log" | grep -E "^lab:|Passed |Failed |Skipped |Total tests|error"
 status=${PIPESTATUS[0]}
 set -e
+if [ "$guest" != "$repo/scripts/kernel-lab/guest.sh" ]; then
+  grep -q "^lab: exit 0" "$lab/console.log" || { echo "kernel-lab: $guest failed in the guest (see $lab/console.log)" >&2; exit 1; }
+  exit 0
+fi
 if [ ! -f "$results/kernel-lab.trx" ]; then
   echo "kernel-lab: the guest wrote no test results (qemu exit $status); its console is in $lab/console.log" >&2
   exit 1

@@ -34,7 +34,7 @@ public static class Program
         public double Ratio(int config) => Ratios[config];
     }
 
-    private static double Median(List<double> values)
+    internal static double Median(List<double> values)
     {
         var sorted = values.Where(v => !double.IsNaN(v)).Order().ToArray();
         return sorted.Length == 0 ? double.NaN : sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
@@ -42,6 +42,8 @@ public static class Program
 
     public static int Main(string[] args)
     {
+        if (args is ["sandbox", ..]) return SandboxBench.Run(args[1..]);
+        if (args is ["sandbox-lab", ..]) return SandboxBench.RunInLab(args[1..]);
         string Arg(string name, string? fallback = null)
         {
             var i = Array.IndexOf(args, name);
@@ -278,7 +280,7 @@ public static class Program
         File.WriteAllText("/proc/sys/vm/drop_caches", "3");
     }
 
-    private static JsonObject Machine()
+    internal static JsonObject Machine()
     {
         string Read(string f) { try { return File.ReadAllText(f); } catch (IOException) { return ""; } }
         var cpu = Read("/proc/cpuinfo").Split('\n').FirstOrDefault(l => l.StartsWith("model name"))?.Split(':', 2)[1].Trim() ?? "unknown CPU";
@@ -291,7 +293,7 @@ public static class Program
         };
     }
 
-    private static string Run(string exe, params string[] args) => RunIn(null, exe, args);
+    internal static string Run(string exe, params string[] args) => RunIn(null, exe, args);
 
     /// <summary>Runs a tool to completion in <paramref name="cwd"/> (fs_mark leaves its log there).</summary>
     private static string RunIn(string? cwd, string exe, params string[] args)

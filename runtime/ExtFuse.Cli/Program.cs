@@ -46,8 +46,8 @@ public static class Program
               Run COMMAND over a sandboxed view of DIR: a new mount namespace where PATH
               (default: DIR itself, which COMMAND then cannot reach) shows DIR through
               the policy; COMMAND runs as uid/gid N (default 65534, nobody) with no
-              capabilities and no_new_privs; --landlock also confines it to PATH, /tmp,
-              /dev, the system directories (read-only) and each --allow PATH. Every
+              capabilities and no_new_privs; --landlock also confines it to PATH, /dev,
+              the system directories (read-only) and each --allow PATH. Every
               denial goes to the audit log (default /tmp/extfuse-sandbox-PID.audit.jsonl)
               and a summary is printed at the end. Exit status: COMMAND's (128 + signal
               when a signal ended it); nothing stays mounted, however COMMAND ended.
@@ -363,10 +363,10 @@ public static class Program
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; Volatile.Read(ref running)?.Signal(15); });
         int status;
         var launcher = new SandboxLauncher(fs, options, loggerFactory);
+        Volatile.Write(ref running, launcher);   // a signal from now on reaches the command, once it runs
         using (launcher)
         {
             launcher.Start(command);
-            Volatile.Write(ref running, launcher);
             using var reload = ReloadOnHangup(launcher.Session!, log);
             status = launcher.WaitForExit();
         }

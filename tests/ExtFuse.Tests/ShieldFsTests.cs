@@ -372,7 +372,7 @@ public class ShieldFsTests(ShieldMount m) : IClassFixture<ShieldMount>
         var verdicts = BpfVerifier.VerifyEach(ObjectPath);
         Assert.Contains(verdicts, v => v.Section == "lsm/file_open");
         Assert.All(verdicts.Where(v => v.Section == "syscall"), v => Assert.True(v.Accepted, $"{v.Program}: {v.Reason}\n{v.Log}"));
-        Assert.Equal(["test_PinnedAttributes", "test_SetIdFromGrantedOnly", "test_WriteOpens", "test_WritersOnly", "test_rules"],
+        Assert.Equal(["test_PinnedAttributes", "test_SetIdFromGrantedOnly", "test_WriteOpens", "test_WritersOnly", "test_checks", "test_policy"],
             verdicts.Where(v => v.Section == "syscall").Select(v => v.Program).Order());
         // LSM programs are verified where the kernel has BPF LSM; elsewhere they are skipped, not rejected.
         Assert.All(verdicts.Where(v => v.Section.StartsWith("lsm/")), v => Assert.True(v.Accepted || v.Skipped, $"{v.Program}: {v.Reason}\n{v.Log}"));

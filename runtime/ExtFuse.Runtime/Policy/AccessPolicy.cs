@@ -126,13 +126,15 @@ public sealed class AccessPolicy
         {
             var r = _rules[i];
             if ((r.Ops & ops) == 0 || r.Kind is not (PathRuleKind.Deny or PathRuleKind.Allow)) continue;
-            if (!CallerMatches(r, ref caller)) continue;
+            if (r.Uid >= 0 && r.Uid != caller.Uid || r.Gid >= 0 && r.Gid != caller.Gid) continue;
             if (_globs[i] is not null)
             {
                 // Unknown path (a node reached without one): a deny may apply, an allow is not proven.
                 var m = paths.Matches(i);
                 if (m is null ? r.Kind == PathRuleKind.Allow : m == false) continue;
             }
+            // Last, what costs a read of /proc: the process's name and cgroup.
+            if (r.Comm is not null && r.Comm != caller.Comm || r.Cgroup is not null && !caller.InCgroup(r.Cgroup)) continue;
             return r.Kind == PathRuleKind.Deny ? new Verdict(r.Errno, i) : Verdict.Allowed;
         }
         return DefaultDeny && (ops & AllOps) != 0 ? new Verdict(DefaultErrno, -1) : Verdict.Allowed;

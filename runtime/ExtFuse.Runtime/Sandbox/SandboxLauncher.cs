@@ -22,7 +22,12 @@ public sealed record SandboxOptions
     /// <summary>Who the command runs as (default nobody).</summary>
     public uint Uid { get; init; } = 65534;
     public uint Gid { get; init; } = 65534;
-    /// <summary>Confine the command with Landlock to the view, the system directories (read-only) and <see cref="Allow"/>.</summary>
+    /// <summary>
+    /// Confine the command with Landlock to the view, /dev, the system directories (read-only) and
+    /// <see cref="Allow"/>. Without it the command still sees the rest of the machine as its uid may,
+    /// which for a source under a directory it can reach includes the source itself through
+    /// /proc/PID/root of another process of its uid.
+    /// </summary>
     public bool Landlock { get; init; }
     /// <summary>More paths the command may use in every way under Landlock.</summary>
     public IReadOnlyList<string> Allow { get; init; } = [];
@@ -93,7 +98,7 @@ public sealed class SandboxLauncher : IDisposable
                 if (!_session.Initialized.Wait(TimeSpan.FromSeconds(20))) throw new FuseException("the kernel sent no INIT within 20 s", Errno.ETIMEDOUT);
                 _namespace = NamespaceId("thread-self");
                 if (_options.Landlock)
-                    Landlock.RestrictThread([MountPoint, "/dev", "/tmp", .. _options.Allow], SystemPaths);
+                    Landlock.RestrictThread([MountPoint, "/dev", .. _options.Allow], SystemPaths);
                 started.SetResult(Process.Start(ChildStart(setpriv, command))!);
             }
             catch (Exception e)
@@ -108,7 +113,12 @@ public sealed class SandboxLauncher : IDisposable
         {
             _session.Start(_mount);
             ready.Set();
-            _child = started.Task.GetAwaiter().GetResult();
+            var child = started.Task.GetAwaiter().GetResult();
+            lock (_signalGate)
+            {
+                _child = child;
+                if (_pendingSignal != 0) kill(child.Id, _pendingSignal);
+            }
         }
         catch
         {
@@ -161,11 +171,18 @@ public sealed class SandboxLauncher : IDisposable
         return child.ExitCode;
     }
 
-    /// <summary>Sends a signal to the command (the launcher forwards SIGINT and SIGTERM).</summary>
+    /// <summary>Sends a signal to the command (the launcher forwards SIGINT and SIGTERM); one that comes before the command exists is delivered when it does.</summary>
     public void Signal(int signal)
     {
-        if (_child is { HasExited: false } c) kill(c.Id, signal);
+        lock (_signalGate)
+        {
+            if (_child is null) { _pendingSignal = signal; return; }
+        }
+        if (!_child.HasExited) kill(_child.Id, signal);
     }
+
+    private readonly object _signalGate = new();
+    private int _pendingSignal;
 
     /// <summary>
     /// After the command: kills what it left in the namespace, which ends the namespace and its

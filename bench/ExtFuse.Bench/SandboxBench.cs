@@ -11,7 +11,7 @@ namespace ExtFuse.Bench;
 /// open/fstat/read workload (two StackFs mounts of one directory, measured in alternation), the
 /// time from starting `extfuse sandbox` to the command running, and (in the kernel lab, which has
 /// BPF LSM) the cost of a denial answered in the kernel against a native failed open. Usage:
-///   ExtFuse.Bench sandbox --cli PATH/extfuse.dll --loops PATH --work DIR --out DIR [--quick]
+///   ExtFuse.Bench sandbox --cli PATH/extfuse.dll --native PATH/extfuse --loops PATH --work DIR --out DIR [--quick]
 ///   ExtFuse.Bench sandbox-lab --cli PATH/extfuse.dll --loops PATH --work DIR --out DIR   (inside the lab)
 /// </summary>
 public static class SandboxBench
@@ -22,10 +22,11 @@ public static class SandboxBench
     public static int Run(string[] args)
     {
         var (cli, loops, work, outDir, quick) = (Arg(args, "--cli"), Arg(args, "--loops"), Arg(args, "--work"), Arg(args, "--out"), args.Contains("--quick"));
+        var native = Arg(args, "--native");
         Directory.CreateDirectory(outDir);
         var result = new JsonObject { ["machine"] = Program.Machine(), ["quick"] = quick };
         result["policy"] = PolicyOverhead(cli, loops, work, quick);
-        result["start"] = StartLatency(cli, work, quick);
+        result["start"] = StartLatency(cli, native, work, quick);
         var lab = Path.Combine(outDir, "sandbox-lab.json");
         if (File.Exists(lab)) result["lab"] = JsonNode.Parse(File.ReadAllText(lab));
         File.WriteAllText(Path.Combine(outDir, "sandbox.json"), result.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
@@ -85,32 +86,32 @@ public static class SandboxBench
     private static double Files(string loops, string dir, int n, int rounds) =>
         double.Parse(Program.Run(loops, "files", dir, n.ToString(), rounds.ToString()).Trim(), CultureInfo.InvariantCulture);
 
-    /// <summary>From starting `extfuse sandbox` to the command printing the time (date +%s%N, exec'd by setpriv).</summary>
-    private static JsonObject StartLatency(string cli, string work, bool quick)
+    /// <summary>
+    /// From starting `extfuse sandbox` to the command printing the time (date +%s%N, exec'd by
+    /// setpriv): the native build (Native AOT, as bench/sandbox.sh publishes it) and the managed one
+    /// (dotnet extfuse.dll), whose JIT and runtime start are most of its time.
+    /// </summary>
+    private static JsonObject StartLatency(string cli, string native, string work, bool quick)
     {
         var source = Path.Combine(work, "src");
         var policy = Path.Combine(work, "policy200.json");
         var runs = quick ? 7 : 21;
-        List<double> start = [], total = [], runtime = [];
-        for (var i = 0; i < runs; i++)
+        var result = new JsonObject { ["runs"] = runs, ["targetMs"] = 50 };
+        foreach (var (name, exe, prefix) in new[] { ("native", native, Array.Empty<string>()), ("managed", "dotnet", new[] { cli }) })
         {
-            var t0 = RealtimeNs();
-            var output = Program.Run("dotnet", cli, "sandbox", "--policy", policy, "--source", source, "--audit", Path.Combine(work, "audit.jsonl"), "--", "/bin/date", "+%s%N");
-            var t2 = RealtimeNs();
-            var t1 = long.Parse(output.Trim().Split('\n')[0], CultureInfo.InvariantCulture);
-            start.Add((t1 - t0) / 1e6);
-            total.Add((t2 - t0) / 1e6);
-            // The .NET runtime's own start, for scale: the CLI printing its usage.
-            var h0 = RealtimeNs();
-            Program.Run("dotnet", cli, "--help");
-            runtime.Add((RealtimeNs() - h0) / 1e6);
-            Console.Error.WriteLine($"bench: sandbox start to command {start[^1]:F1} ms, whole run {total[^1]:F1} ms, `extfuse --help` {runtime[^1]:F1} ms");
+            List<double> start = [], total = [];
+            for (var i = 0; i < runs; i++)
+            {
+                var t0 = RealtimeNs();
+                var output = Program.Run(exe, [.. prefix, "sandbox", "--policy", policy, "--source", source, "--audit", Path.Combine(work, "audit.jsonl"), "--", "/bin/date", "+%s%N"]);
+                var t2 = RealtimeNs();
+                start.Add((long.Parse(output.Trim().Split('\n')[0], CultureInfo.InvariantCulture) - t0) / 1e6);
+                total.Add((t2 - t0) / 1e6);
+                Console.Error.WriteLine($"bench: {name} sandbox: start to command {start[^1]:F1} ms, whole run {total[^1]:F1} ms");
+            }
+            result[name] = new JsonObject { ["startMs"] = Program.Median(start), ["totalMs"] = Program.Median(total) };
         }
-        return new JsonObject
-        {
-            ["startMs"] = Program.Median(start), ["totalMs"] = Program.Median(total), ["dotnetStartMs"] = Program.Median(runtime),
-            ["runs"] = runs, ["targetMs"] = 50,
-        };
+        return result;
     }
 
     /// <summary>Inside the kernel lab: a failed open answered by the LSM program, by the daemon, and by a native file system's permission check.</summary>
@@ -152,7 +153,7 @@ public static class SandboxBench
             Console.Error.WriteLine($"bench: denial by the {name}: {Program.Median(denied):F0} ns, native failed open {Program.Median(nativeDenied):F0} ns, allowed open {Program.Median(allowed):F0} ns");
         }
         result["target"] = 2.0;
-        result["kernel"] = Program.Run("uname", "-r").Trim();
+        result["kernelVersion"] = Program.Run("uname", "-r").Trim();
         result["lsm"] = File.ReadAllText("/sys/kernel/security/lsm").Trim();
         Directory.CreateDirectory(outDir);
         File.WriteAllText(Path.Combine(outDir, "sandbox-lab.json"), result.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
@@ -199,15 +200,16 @@ public static class SandboxBench
         var ratio = p["ratio"]!.GetValue<double>();
         sb.Append(CultureInfo.InvariantCulture, $"| open/fstat/read/close with 200 rules vs none (ops/s ratio) | {ratio:F3} ({p["rules200"]!.GetValue<double>():F0} vs {p["noRules"]!.GetValue<double>():F0}; native {p["native"]!.GetValue<double>():F0}) | >= 0.95 | {(ratio >= 0.95 ? "met" : "missed")} |\n");
         var s = r["start"]!;
-        var ms = s["startMs"]!.GetValue<double>();
-        sb.Append(CultureInfo.InvariantCulture, $"| `extfuse sandbox` start to command running (median of {s["runs"]}) | {ms:F1} ms (whole run {s["totalMs"]!.GetValue<double>():F1} ms; `dotnet extfuse.dll --help` alone {s["dotnetStartMs"]!.GetValue<double>():F1} ms) | <= 50 ms | {(ms <= 50 ? "met" : "missed")} |\n");
+        var ms = s["native"]!["startMs"]!.GetValue<double>();
+        sb.Append(CultureInfo.InvariantCulture, $"| `extfuse sandbox` start to command running, native build (median of {s["runs"]}) | {ms:F1} ms (whole run {s["native"]!["totalMs"]!.GetValue<double>():F1} ms) | <= 50 ms | {(ms <= 50 ? "met" : "missed")} |\n");
+        sb.Append(CultureInfo.InvariantCulture, $"| the same, managed build (`dotnet extfuse.dll`) | {s["managed"]!["startMs"]!.GetValue<double>():F1} ms (whole run {s["managed"]!["totalMs"]!.GetValue<double>():F1} ms) | | for comparison |\n");
         if (r["lab"] is JsonObject lab)
         {
             foreach (var who in new[] { "kernel", "daemon" })
             {
                 var l = lab[who]!;
                 var x = l["ratio"]!.GetValue<double>();
-                sb.Append(CultureInfo.InvariantCulture, $"| failed open denied by the {who} vs a native failed open (kernel lab, {lab["kernel"]}) | {x:F2}x ({l["deniedNs"]!.GetValue<double>():F0} ns vs {l["nativeDeniedNs"]!.GetValue<double>():F0} ns; allowed open {l["allowedNs"]!.GetValue<double>():F0} ns) | {(who == "kernel" ? "<= 2x" : "")} | {(who == "kernel" ? (x <= 2 ? "met" : "missed") : "for comparison")} |\n");
+                sb.Append(CultureInfo.InvariantCulture, $"| failed open denied by the {who} vs a native failed open (kernel lab, {lab["kernelVersion"]}) | {x:F2}x ({l["deniedNs"]!.GetValue<double>():F0} ns vs {l["nativeDeniedNs"]!.GetValue<double>():F0} ns; allowed open {l["allowedNs"]!.GetValue<double>():F0} ns) | {(who == "kernel" ? "<= 2x" : "")} | {(who == "kernel" ? (x <= 2 ? "met" : "missed") : "for comparison")} |\n");
             }
         }
         return sb.ToString();

@@ -348,9 +348,7 @@ public static class Program
             Uid = uid, Gid = gid, Landlock = landlock, Allow = allow,
             Mount = new MountOptions { FsName = "sandbox", Subtype = "extfuse-sandbox", DefaultPermissions = true }.With(optionLists),
         };
-        using var loggerFactory = LoggerFactory.Create(b => b
-            .AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; })
-            .SetMinimumLevel(verbosity switch { 0 => LogLevel.Warning, 1 => LogLevel.Information, 2 => LogLevel.Debug, _ => LogLevel.Trace }));
+        using var loggerFactory = new StderrLog(verbosity switch { 0 => LogLevel.Warning, 1 => LogLevel.Information, 2 => LogLevel.Debug, _ => LogLevel.Trace });
         var fs = cache is null ? StackFileSystem.Open(source) : new StackFileSystem(source)
         {
             EntryTimeout = TimeSpan.FromSeconds(cache.Value), AttrTimeout = TimeSpan.FromSeconds(cache.Value),

@@ -18,20 +18,65 @@ public static partial class KernelCapabilities
     /// <summary>The probe programs (bpf-runtime/ExtFuse.Bpf/probes), built next to the assemblies.</summary>
     public static string ProbeObject => Path.Combine(AppContext.BaseDirectory, "extfuse_caps.bpf.o");
 
-    /// <summary>Everything: the BPF features, then FUSE's (which mounts an empty file system for a moment).</summary>
-    public static IReadOnlyList<Capability> Probe() => [.. ProbeBpf(), .. FuseFeatures()];
+    /// <summary>Everything, probed now: the BPF features, then FUSE's (which mounts an empty file system for a moment).</summary>
+    public static IReadOnlyList<Capability> Probe() => [.. Remember(ProbeBpfNow()), .. FuseFeatures()];
 
-    /// <summary>The BPF features, probed once per process (the kernel does not change under it).</summary>
+    /// <summary>
+    /// The BPF features, probed once per boot: each probe loads a program, and libbpf reads the
+    /// kernel's BTF for each, a few hundred milliseconds in all, while what a kernel allows does not
+    /// change until it is rebooted. Root keeps what it found in <see cref="CacheFile"/> with the boot's
+    /// id; bpffs is looked at every time (it can be unmounted). `extfuse caps` always probes again.
+    /// </summary>
     public static IReadOnlyList<Capability> ProbeBpf() => Bpf.Value;
 
-    private static readonly Lazy<IReadOnlyList<Capability>> Bpf = new(() =>
+    private static readonly Lazy<IReadOnlyList<Capability>> Bpf = new(() => Recalled() ?? Remember(ProbeBpfNow()));
+
+    public const string CacheFile = "/run/extfuse/bpf-capabilities";
+
+    private static IReadOnlyList<Capability> ProbeBpfNow()
     {
         var syscall = BpfSyscall();
         if (!syscall.Available)
             return [syscall, .. new[] { "bpffs", "BTF", "syscall programs and test_run", "BPF LSM", "trampolines (fentry)", "tp_btf on FUSE tracepoints", "ExtFUSE program type" }
                 .Select(n => new Capability(n, false, "no bpf(2): " + syscall.Detail))];
         return [syscall, BpfFs(), Btf(), .. BpfPrograms(), ExtFuseProgramType()];
-    });
+    }
+
+    private static string? BootId()
+    {
+        try { return File.ReadAllText("/proc/sys/kernel/random/boot_id").Trim(); }
+        catch (IOException) { return null; }
+    }
+
+    /// <summary>What root probed earlier in this boot, or null.</summary>
+    private static IReadOnlyList<Capability>? Recalled()
+    {
+        if (Libc.GetEuid() != 0 || BootId() is not { } boot) return null;
+        try
+        {
+            var lines = File.ReadAllLines(CacheFile);
+            if (lines.Length < 2 || lines[0] != boot) return null;
+            var caps = lines.Skip(1).Select(l => l.Split('\t')).Where(f => f.Length == 3).Select(f => new Capability(f[0], f[1] == "yes", f[2])).ToList();
+            var bpffs = caps.FindIndex(c => c.Name == "bpffs");
+            if (bpffs >= 0 && caps[0].Available) caps[bpffs] = BpfFs();
+            return caps;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
+    }
+
+    private static IReadOnlyList<Capability> Remember(IReadOnlyList<Capability> caps)
+    {
+        if (Libc.GetEuid() != 0 || BootId() is not { } boot) return caps;
+        try
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(CacheFile)!, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            var temp = CacheFile + "." + Environment.ProcessId;
+            File.WriteAllLines(temp, [boot, .. caps.Select(c => $"{c.Name}\t{(c.Available ? "yes" : "no")}\t{c.Detail.Replace('\t', ' ').Replace('\n', ' ')}")]);
+            File.Move(temp, CacheFile, overwrite: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+        return caps;
+    }
 
     /// <summary>Whether <paramref name="name"/> was found working (names as <see cref="Probe"/> reports them).</summary>
     public static bool Has(this IReadOnlyList<Capability> caps, string name) => caps.Any(c => c.Name == name && c.Available);

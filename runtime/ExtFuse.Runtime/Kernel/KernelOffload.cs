@@ -37,30 +37,50 @@ public sealed class KernelOffload : IDisposable
 
     /// <summary>Sets up what the kernel allows for connection <paramref name="connectionId"/>; without BPF, counters stay in the daemon.</summary>
     /// <param name="ruleNames">The file system's <see cref="RuleNames"/>, which the session already has.</param>
-    public static KernelOffload Start(RawFileSystem fs, IReadOnlyList<string> ruleNames, uint connectionId, bool useBpf)
+    /// <param name="statisticsInBackground">Attach the statistics programs on another thread (the sandbox
+    /// starts its command sooner); the kernel counts from when they are attached.</param>
+    public static KernelOffload Start(RawFileSystem fs, IReadOnlyList<string> ruleNames, uint connectionId, bool useBpf, bool statisticsInBackground = false)
     {
         if (!useBpf)
             return new(fs, ruleNames, [], null, null, "off (-o no_bpf)");
         var caps = KernelCapabilities.ProbeBpf();
         if (!caps.Has("tp_btf on FUSE tracepoints"))
             return new(fs, ruleNames, caps, null, null, caps.Has("bpf(2)") ? caps.Get("tp_btf on FUSE tracepoints").Detail : "no BPF");
+        var offload = new KernelOffload(fs, ruleNames, caps, null, null, "tp_btf (attaching)");
+        if (statisticsInBackground) offload._attaching = Task.Run(() => offload.AttachStatistics(connectionId));
+        else offload.AttachStatistics(connectionId);
+        return offload;
+    }
+
+    private Task? _attaching;
+
+    private void AttachStatistics(uint connectionId)
+    {
         FuseStatistics? stats = null;
         try
         {
             stats = FuseStatistics.Attach(connectionId);
-            stats.NameRules(ruleNames);
-            var detail = "tp_btf";
-            if (caps.Has("bpffs"))
+            string detail;
+            lock (_own)
             {
-                stats.Pin(Environment.ProcessId);
-                detail += $", pinned at {FuseStatistics.PinDirectory(connectionId)}";
+                stats.NameRules(_ruleNames);
+                detail = "tp_btf";
+                if (_caps.Has("bpffs"))
+                {
+                    stats.Pin(Environment.ProcessId);
+                    detail += $", pinned at {FuseStatistics.PinDirectory(connectionId)}";
+                }
+                var shared = stats.MapCounters();
+                // Counts made before the programs were there move into the shared array.
+                for (var i = 0; i < _own.Length; i++)
+                    if (Interlocked.Exchange(ref _own[i], 0) is var n and not 0) Interlocked.Add(ref Unsafe.As<ulong, long>(ref shared[i]), n);
+                (_shared, Statistics, StatisticsDetail) = (shared, stats, detail);
             }
-            return new(fs, ruleNames, caps, stats, stats.MapCounters(), detail);
         }
         catch (Exception e) when (e is BpfException or IOException or UnauthorizedAccessException)
         {
             stats?.Dispose();
-            return new(fs, ruleNames, caps, null, null, "attach failed: " + e.Message.Split('\n')[0]);
+            StatisticsDetail = "attach failed: " + e.Message.Split('\n')[0];
         }
     }
 
@@ -90,8 +110,8 @@ public sealed class KernelOffload : IDisposable
     public string PolicyDetail { get; private set; } = "not started";
 
     /// <summary>In-kernel request statistics since mount; null when the kernel cannot count them (see <see cref="StatisticsDetail"/>).</summary>
-    public FuseStatistics? Statistics { get; }
-    public string StatisticsDetail { get; }
+    public FuseStatistics? Statistics { get; private set; }
+    public string StatisticsDetail { get; private set; }
 
     /// <summary>True when this kernel gave the daemon no BPF at all.</summary>
     public bool NoBpf => _caps.Count > 0 && !_caps.Has("bpf(2)");
@@ -106,8 +126,10 @@ public sealed class KernelOffload : IDisposable
         {
             _ruleNames = ruleNames;
             for (var i = FuseStatistics.FirstRuleSlot; i < FuseStatistics.CounterSlots; i++)
+            {
                 if (_shared is { } m) Volatile.Write(ref m[i], 0UL);
-                else Volatile.Write(ref _own[i], 0L);
+                Volatile.Write(ref _own[i], 0L);
+            }
             Statistics?.NameRules(ruleNames);
         }
     }
@@ -123,9 +145,10 @@ public sealed class KernelOffload : IDisposable
         else Interlocked.Increment(ref _own[slot]);
     }
 
+    /// <summary>A counter: the shared array's, plus what the daemon counted in its own memory before (or while) the array came.</summary>
     private ulong Read(int slot)
     {
-        lock (_own) return _shared is { } m ? Volatile.Read(ref m[slot]) : (ulong)Volatile.Read(ref _own[slot]);
+        lock (_own) return (_shared is { } m ? Volatile.Read(ref m[slot]) : 0) + (ulong)Volatile.Read(ref _own[slot]);
     }
 
     /// <summary>Requests a [FastPath] answered, by opcode (the daemon's and the kernel's together).</summary>
@@ -171,12 +194,13 @@ public sealed class KernelOffload : IDisposable
     /// <summary>Called once the readers have stopped: the counts stay readable, from the daemon's own copy.</summary>
     public void Dispose()
     {
+        _attaching?.Wait(TimeSpan.FromSeconds(10));
         LsmPolicy?.Dispose();
         lock (_own)
         {
             var shared = _shared;
             if (shared is not null)
-                for (var i = 0; i < _own.Length; i++) _own[i] = (long)shared[i];
+                for (var i = 0; i < _own.Length; i++) _own[i] += (long)shared[i];
             _shared = null;
             shared?.Dispose();
         }

@@ -36,6 +36,9 @@ public sealed class AccessPolicy
     private readonly PathRule[] _rules;
     private readonly Glob?[] _globs;
     private readonly KernelRule[] _kernel;
+    /// <summary>Per FuseOps bit, the [Deny]/[Allow] rules that name it, in order: a decision looks at those alone.</summary>
+    private readonly int[][] _byOp;
+    private readonly int[] _hides;
 
     /// <param name="rules">Attributes first, then the file's rules: index = precedence.</param>
     /// <param name="defaultDeny">What requests no rule matches get (for <see cref="AllOps"/>).</param>
@@ -58,6 +61,9 @@ public sealed class AccessPolicy
         }
         if (defaultDeny) Ops |= AllOps;
         _kernel = [.. _rules.Select(KernelRuleOf)];
+        _byOp = [.. Enumerable.Range(0, 32).Select(b => Enumerable.Range(0, _rules.Length)
+            .Where(i => _rules[i].Kind is PathRuleKind.Deny or PathRuleKind.Allow && ((uint)_rules[i].Ops & (1u << b)) != 0).ToArray())];
+        _hides = [.. Enumerable.Range(0, _rules.Length).Where(i => _rules[i].Kind == PathRuleKind.Hide)];
     }
 
     public static AccessPolicy Empty { get; } = new([]);
@@ -119,13 +125,12 @@ public sealed class AccessPolicy
     /// </summary>
     private Verdict DecideOne<T>(FuseOps ops, ref Caller caller, in T paths, bool names) where T : struct, IPathTest
     {
-        if (names && HasHide && (ops & HideOps) != 0)
-            for (var i = 0; i < _rules.Length; i++)
-                if (_rules[i].Kind == PathRuleKind.Hide && paths.Matches(i) == true) return new Verdict(HiddenErrno, i);
-        for (var i = 0; i < _rules.Length; i++)
+        if (names && (ops & HideOps) != 0)
+            foreach (var i in _hides)
+                if (paths.Matches(i) == true) return new Verdict(HiddenErrno, i);
+        foreach (var i in _byOp[System.Numerics.BitOperations.TrailingZeroCount((uint)ops)])
         {
             var r = _rules[i];
-            if ((r.Ops & ops) == 0 || r.Kind is not (PathRuleKind.Deny or PathRuleKind.Allow)) continue;
             if (r.Uid >= 0 && r.Uid != caller.Uid || r.Gid >= 0 && r.Gid != caller.Gid) continue;
             if (_globs[i] is not null)
             {

@@ -82,7 +82,8 @@ public sealed class SandboxLauncher : IDisposable
         if (!Directory.Exists(_options.Source)) throw new FuseException($"the source {_options.Source} is not a directory", Errno.ENOTDIR);
         if (!Directory.Exists(MountPoint)) throw new FuseException($"the mount point {MountPoint} is not a directory", Errno.ENOTDIR);
         // The policy is read here, so a bad one fails before anything is mounted.
-        _session = new FuseSession(_fs, _options.Mount.Session with { PolicyFile = _options.PolicyFile, AuditLog = _options.AuditLog },
+        // Enforcement is in place before the command starts; counting requests in the kernel can start a moment later.
+        _session = new FuseSession(_fs, _options.Mount.Session with { PolicyFile = _options.PolicyFile, AuditLog = _options.AuditLog, StatisticsInBackground = true },
             Loggers?.CreateLogger<FuseSession>());
 
         var mounted = new TaskCompletionSource<FuseMount>(TaskCreationOptions.RunContinuationsAsynchronously);

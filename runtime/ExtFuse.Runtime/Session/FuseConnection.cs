@@ -29,6 +29,8 @@ public sealed record FuseSessionOptions
     public bool SpliceRead { get; init; }
     /// <summary>A policy file (JSON, policy.schema.json) whose rules follow the file system's own; reloadable while mounted (-o policy=FILE).</summary>
     public string? PolicyFile { get; init; }
+    /// <summary>Attach the in-kernel statistics on another thread: the mount serves sooner, and the kernel counts from a moment later (the sandbox launcher).</summary>
+    public bool StatisticsInBackground { get; init; }
     /// <summary>Where every denial is recorded, one JSON object per line (-o audit=FILE).</summary>
     public string? AuditLog { get; init; }
 }

@@ -106,7 +106,7 @@ public sealed partial class FuseSession : IDisposable
         if (Mount is not null) throw new InvalidOperationException("session already started");
         Mount = mount;
         _fs.Session = this;
-        _offload = ExtFuse.Kernel.KernelOffload.Start(_fs, _ruleNames, mount.ConnectionId, _options.Bpf);
+        _offload = ExtFuse.Kernel.KernelOffload.Start(_fs, _ruleNames, mount.ConnectionId, _options.Bpf, _options.StatisticsInBackground);
         StartKernelPolicy(mount.ConnectionId);
         _notifyChannel = new DeviceChannel(mount.Fd);
         foreach (var map in _fs.FastPathNodeMaps) map.NodeChanged += AttributesSourceChanged;

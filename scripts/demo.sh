@@ -58,3 +58,28 @@ wait "$daemon"
 cat "$log" | tail -1
 if grep -q " $mnt " /proc/mounts; then echo "demo: still mounted!" >&2; exit 1; fi
 echo "demo: unmounted cleanly"
+
+# The sandbox: a command over a policed view of a directory, as nobody, in its own mount
+# namespace; the policy's rules run in the daemon here (and in BPF LSM programs where the kernel
+# has BPF LSM); every denial is audited; nothing stays mounted afterwards.
+src=$(mktemp -d /tmp/extfuse-demo-src.XXXXXX)
+trap 'cleanup; rm -rf "$src" "$src.policy.json" "$src.audit.jsonl"' EXIT
+mkdir -p "$src/secrets" "$src/public"
+echo "hello from the view" > "$src/public/readme"
+echo "s3cret" > "$src/secrets/key"
+chmod -R a+rwX "$src"
+cat > "$src.policy.json" <<'JSON'
+{ "rules": [
+    { "name": "secrets", "effect": "deny", "ops": ["read", "write"], "path": "secrets/**", "uid": 65534 },
+    { "name": "public kept", "effect": "deny", "ops": ["unlink"], "path": "public/**" },
+    { "effect": "hide", "path": "**/.git" }
+] }
+JSON
+set -x
+dotnet artifacts/cli/extfuse.dll policy check "$src.policy.json"
+dotnet artifacts/cli/extfuse.dll sandbox --policy "$src.policy.json" --source "$src" --audit "$src.audit.jsonl" -- \
+  sh -c "id; cat $src/public/readme; cat $src/secrets/key; mv $src/secrets/key $src/public/key; rm $src/public/readme; ls $src; exit 0"
+cat "$src.audit.jsonl"
+set +x
+if grep -q " $src " /proc/mounts; then echo "demo: the sandbox left its view mounted!" >&2; exit 1; fi
+echo "demo: the sandbox ended and left nothing mounted"

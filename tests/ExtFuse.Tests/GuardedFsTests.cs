@@ -46,6 +46,36 @@ public class GuardedFsTests(GuardedMount m) : IClassFixture<GuardedMount>
         Assert.Equal(0, Posix.Chmod(Path.Combine(d, "notes"), 0x9B6));
     }
 
+    /// <summary>
+    /// Where the kernel has BPF LSM (the kernel lab), the class's translated [Check] methods run in
+    /// its LSM programs and a refusal never reaches the daemon; elsewhere the daemon answers it.
+    /// Both are audited alike.
+    /// </summary>
+    [Fact]
+    [Trait("Category", "KernelLab")]
+    public void A_checks_refusal_is_answered_in_the_kernel_where_the_kernel_can()
+    {
+        Assert.Equal(0, Posix.Chmod(m.Root, 0x1FF));
+        var d = m.NewDir("kernel");
+        Assert.Equal(0, Posix.Chmod(d, 0x1FF));
+        var inKernel = m.Session.Offload?.LsmPolicy is not null;
+        var records = new System.Collections.Concurrent.ConcurrentQueue<ExtFuse.Policy.AuditRecord>();
+        m.Session.Audit.Recorded += records.Enqueue;
+        try
+        {
+            Assert.Equal(0, As(CliProcess.Nobody, $"ls '{d}'").Code);   // the directory is looked up
+            var creates = m.Session.RequestsOf(Protocol.FuseOpcode.Create);
+            var (code, output) = As(CliProcess.Nobody, $"touch '{d}/x'");
+            Assert.True(code != 0 && output.Contains("Permission denied"), output);
+            Assert.True(SpinWait.SpinUntil(() => records.Any(r => r.Rule == "WritersOnly"), TimeSpan.FromSeconds(5)), "no audit record");
+            var record = records.First(r => r.Rule == "WritersOnly");
+            Assert.Equal((inKernel ? "kernel" : "daemon", CliProcess.Nobody, 13), (record.By, record.Uid, record.Errno));
+            if (inKernel) Assert.Equal(creates, m.Session.RequestsOf(Protocol.FuseOpcode.Create));
+            else Assert.True(m.Session.RequestsOf(Protocol.FuseOpcode.Create) > creates);
+        }
+        finally { m.Session.Audit.Recorded -= records.Enqueue; }
+    }
+
     [Fact]
     public void Cache_rules_set_the_kernel_cache_timeouts()
     {

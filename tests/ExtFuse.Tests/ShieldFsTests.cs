@@ -217,7 +217,7 @@ public class ShieldFsTests(ShieldMount m) : IClassFixture<ShieldMount>
         Assert.True(plan["caching"].InKernel);
         Assert.Equal("kernel (FUSE passthrough)", plan["[Passthrough]"].Where);
         var lsm = Kernel.KernelCapabilities.Has(Kernel.KernelCapabilities.ProbeBpf(), "BPF LSM");
-        Assert.StartsWith(lsm ? "kernel (BPF LSM: 14 programs of ExtFuse.Samples.Shield.ShieldFileSystem.bpf.o)" : "daemon (no BPF LSM:", plan["[Check] [Deny] [Hide]"].Where);
+        Assert.StartsWith(lsm ? "kernel (BPF LSM: 13 programs of ExtFuse.Samples.Shield.ShieldFileSystem.bpf.o)" : "daemon (no BPF LSM:", plan["[Check] [Deny] [Hide]"].Where);
         Assert.Equal(lsm, plan["[Check] [Deny] [Hide]"].InKernel);
         Assert.StartsWith("daemon, after the kernel's attribute cache (no ExtFUSE program type", plan["[FastPath] GetAttr"].Where);
         Assert.Equal(offload.Statistics is not null, plan["statistics"].InKernel);

@@ -2,7 +2,8 @@
  * by opcode, and its latency (send to end) goes into a log2 histogram of microseconds.
  * Requests slower than config.slow_ns (when set) are also sent as events on `slow`.
  * `counters` holds the fast-path and rule hit counts: the daemon maps it into its memory
- * and adds to it atomically, as kernel-side rule programs do.
+ * and adds to it atomically (the policy's LSM programs report their refusals to the daemon,
+ * which counts them here too).
  * The user writes the connection's device number into `config` before attaching. */
 #include <extfuse/bpf.h>
 

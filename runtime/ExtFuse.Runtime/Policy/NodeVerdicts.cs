@@ -20,8 +20,6 @@ internal sealed class NodeVerdicts(RawFileSystem fs)
 
     public IVerdictSink? Kernel { get; set; }
 
-    public int Count => _known.Count;
-
     public NodeVerdict Get(AccessPolicy policy, ulong node) =>
         _known.TryGetValue(node, out var v) && v.Generation == policy.Generation ? v : Compute(policy, node);
 

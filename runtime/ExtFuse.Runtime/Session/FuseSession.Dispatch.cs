@@ -231,7 +231,7 @@ public sealed partial class FuseSession
         if ((ops & _checkOps) != 0 && CheckDenied(r, op, ops, node, body)) return true;
         var policy = _policy;
         if (policy.Count == 0 && !policy.DefaultDeny) return false;
-        var (verdict, _, path) = PolicyVerdict(policy, r, op, node, body);
+        var (verdict, path) = PolicyVerdict(policy, r, op, node, body);
         if (!verdict.Denied) return false;
         Refuse(r, op, verdict, verdict.Rule >= 0 ? _rules.Length + verdict.Rule : -1, RuleName(policy, verdict), path);
         return true;

@@ -15,14 +15,6 @@ public sealed partial class FuseSession
     /// <summary>Every denial, counted per rule and written to the audit file (-o audit=FILE) when there is one.</summary>
     public AuditLog Audit { get; }
 
-    /// <summary>Raised after a new policy is in force (a reload): the kernel side reloads its tables with it.</summary>
-    public event Action<AccessPolicy>? PolicyChanged;
-
-    /// <summary>Nodes whose verdicts the daemon keeps (for tests and the curious).</summary>
-    public int NodeVerdictCount => _verdicts.Count;
-
-    internal NodeVerdicts Verdicts => _verdicts;
-
     /// <summary>The file system's own rules followed by a policy file's (or none).</summary>
     public static AccessPolicy Compose(RawFileSystem fs, PolicyDocument? file) =>
         file is null ? (fs.PathRules.Count == 0 ? AccessPolicy.Empty : new AccessPolicy(fs.PathRules, source: fs.GetType().Name))
@@ -55,7 +47,6 @@ public sealed partial class FuseSession
             kernel?.Enable(next);
         }
         _offload?.RulesChanged(_ruleNames);
-        PolicyChanged?.Invoke(next);
     }
 
     /// <summary>Where the kernel has BPF LSM: the rules go into its programs too, fed the verdicts the daemon keeps.</summary>
@@ -115,7 +106,7 @@ public sealed partial class FuseSession
     /// it, on the path of the name an operation makes or removes (both names of a rename). READ and
     /// WRITE are not decided per request: their open was.
     /// </summary>
-    private (Verdict Verdict, FuseOps Ops, string? Path) PolicyVerdict(AccessPolicy policy, FuseRequest r, FuseOpcode op, ulong node, ReadOnlySpan<byte> body)
+    private (Verdict Verdict, string? Path) PolicyVerdict(AccessPolicy policy, FuseRequest r, FuseOpcode op, ulong node, ReadOnlySpan<byte> body)
     {
         var caller = new Caller(r.Uid, r.Gid, r.Pid);
         FuseOps ops;
@@ -135,9 +126,9 @@ public sealed partial class FuseSession
             }
             default: return ChildVerdict(policy, r, op, node, body, ref caller);
         }
-        if (!PolicyApplies(policy, ops)) return (Verdict.Allowed, ops, null);
+        if (!PolicyApplies(policy, ops)) return (Verdict.Allowed, null);
         var verdict = NodeVerdict(policy, ops, node, ref caller);
-        return (verdict, ops, verdict.Denied ? _fs.PathOf(node) : null);
+        return (verdict, verdict.Denied ? _fs.PathOf(node) : null);
     }
 
     private Verdict NodeVerdict(AccessPolicy policy, FuseOps ops, ulong node, ref Caller caller)
@@ -148,7 +139,7 @@ public sealed partial class FuseSession
     }
 
     /// <summary>Operations on a name in a directory (and a rename's two names).</summary>
-    private (Verdict, FuseOps, string?) ChildVerdict(AccessPolicy policy, FuseRequest r, FuseOpcode op, ulong parent, ReadOnlySpan<byte> body, ref Caller caller)
+    private (Verdict, string?) ChildVerdict(AccessPolicy policy, FuseRequest r, FuseOpcode op, ulong parent, ReadOnlySpan<byte> body, ref Caller caller)
     {
         ReadOnlySpan<byte> name, newName = default;
         ulong newParent = 0, source = 0;
@@ -172,36 +163,36 @@ public sealed partial class FuseSession
                 ops = FuseOps.Rename;
                 break;
             }
-            default: return (Verdict.Allowed, 0, null);
+            default: return (Verdict.Allowed, null);
         }
-        if (!PolicyApplies(policy, ops | opens)) return (Verdict.Allowed, ops, null);
+        if (!PolicyApplies(policy, ops | opens)) return (Verdict.Allowed, null);
         var path = AccessPolicy.Join(_fs.PathOf(parent), name);
         var target = newParent != 0 ? AccessPolicy.Join(_fs.PathOf(newParent), newName) : null;
         var verdict = policy.Decide(ops, path, ref caller, names: true);
         // A hidden name does not exist: a LOOKUP of it finds nothing.
         if (verdict.Denied && op == FuseOpcode.Lookup && policy.IsHideRule(verdict.Rule)) verdict = new Verdict(Errno.ENOENT, verdict.Rule);
-        if (verdict.Denied) return (verdict, ops, path);
+        if (verdict.Denied) return (verdict, path);
         // CREATE makes the name, then opens it: two decisions, as the kernel's inode_create and file_open hooks make them.
-        if (opens != 0 && (verdict = policy.Decide(opens, path, ref caller)).Denied) return (verdict, opens, path);
+        if (opens != 0 && (verdict = policy.Decide(opens, path, ref caller)).Denied) return (verdict, path);
         if (newParent != 0)
         {
-            if ((verdict = policy.Decide(ops, target, ref caller, names: true)).Denied) return (verdict, ops, target);
-            if (path is null || target is null) return (new Verdict(Errno.EACCES, UnknownPath), ops, path);
+            if ((verdict = policy.Decide(ops, target, ref caller, names: true)).Denied) return (verdict, target);
+            if (path is null || target is null) return (new Verdict(Errno.EACCES, UnknownPath), path);
             var moved = _fs.ChildId(parent, name);
             // Unknown: take it as a directory, the stricter check.
             if (policy.MoveChangesRules(path, target, moved == 0 || _fs.IsDirectory(moved), ref caller) is var rule and >= 0)
-                return (new Verdict(Errno.EACCES, rule), ops, path);
+                return (new Verdict(Errno.EACCES, rule), path);
         }
         if (source != 0)
         {
             // A new name for an existing file: allowed only where the same rules hold as where it is.
             var from = _fs.PathsOf(source);
-            if ((verdict = policy.Decide(ops, from, ref caller, names: true)).Denied) return (verdict, ops, from.Count > 0 ? from[0] : null);
-            if (path is null || from.Count == 0) return (new Verdict(Errno.EACCES, UnknownPath), ops, path);
+            if ((verdict = policy.Decide(ops, from, ref caller, names: true)).Denied) return (verdict, from.Count > 0 ? from[0] : null);
+            if (path is null || from.Count == 0) return (new Verdict(Errno.EACCES, UnknownPath), path);
             foreach (var f in from)
-                if (policy.MoveChangesRules(f, path, isDirectory: false, ref caller) is var rule and >= 0) return (new Verdict(Errno.EACCES, rule), ops, path);
+                if (policy.MoveChangesRules(f, path, isDirectory: false, ref caller) is var rule and >= 0) return (new Verdict(Errno.EACCES, rule), path);
         }
-        return (verdict, ops, path);
+        return (verdict, path);
     }
 
     /// <summary>Answers a refused request, counts it for its rule and records it for audit.</summary>

@@ -2,8 +2,9 @@ using ExtFuse.Declarative;
 
 namespace ExtFuse.Policy;
 
-/// <summary>The answer for one request: Errno 0 lets it through; Rule is the deciding rule's index (-1: the default or nothing).</summary>
-public readonly record struct Verdict(int Errno, int Rule)
+/// <summary>The answer for one request: Errno 0 lets it through; Rule is the deciding rule's index (-1: the default or nothing);
+/// Moved: a rename or link refused because it would change what that rule applies to.</summary>
+public readonly record struct Verdict(int Errno, int Rule, bool Moved = false)
 {
     public static Verdict Allowed => new(0, -1);
     public bool Denied => Errno != 0;

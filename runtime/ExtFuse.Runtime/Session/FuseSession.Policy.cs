@@ -181,7 +181,7 @@ public sealed partial class FuseSession
             var moved = _fs.ChildId(parent, name);
             // Unknown: take it as a directory, the stricter check.
             if (policy.MoveChangesRules(path, target, moved == 0 || _fs.IsDirectory(moved), ref caller) is var rule and >= 0)
-                return (new Verdict(Errno.EACCES, rule), path);
+                return (new Verdict(Errno.EACCES, rule, Moved: true), path);
         }
         if (source != 0)
         {
@@ -190,7 +190,7 @@ public sealed partial class FuseSession
             if ((verdict = policy.Decide(ops, from, ref caller, names: true)).Denied) return (verdict, from.Count > 0 ? from[0] : null);
             if (path is null || from.Count == 0) return (new Verdict(Errno.EACCES, UnknownPath), path);
             foreach (var f in from)
-                if (policy.MoveChangesRules(f, path, isDirectory: false, ref caller) is var rule and >= 0) return (new Verdict(Errno.EACCES, rule), path);
+                if (policy.MoveChangesRules(f, path, isDirectory: false, ref caller) is var rule and >= 0) return (new Verdict(Errno.EACCES, rule, Moved: true), path);
         }
         return (verdict, path);
     }
@@ -211,7 +211,7 @@ public sealed partial class FuseSession
     /// <summary>The rule's name for logs, audit and stats.</summary>
     private static string RuleName(AccessPolicy policy, Verdict v) => v.Rule switch
     {
-        >= 0 => policy.Rules[v.Rule].Describe(),
+        >= 0 => policy.Rules[v.Rule].Describe() + (v.Moved ? " (the move would change what it applies to)" : ""),
         UnknownPath => "path unknown",
         _ => "default deny",
     };

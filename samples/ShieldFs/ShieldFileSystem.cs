@@ -16,7 +16,8 @@ public struct WriterGrant
 /// <summary>
 /// A view of a source directory for code you do not fully trust. Names and attributes are cached
 /// by the kernel; large files (*.bin) are read and written by the kernel from the source file
-/// (passthrough); nothing under keep/ can be removed or renamed; .secret files do not exist; and
+/// (passthrough); nothing under keep/ can be removed or renamed but the files of keep/scratch/
+/// (an exception carved out of the rule after it); .secret files do not exist; and
 /// only root and the uids in <see cref="Writers"/> may change anything. GETATTR of nodes in
 /// <see cref="PinnedAttrs"/> is answered by the fast path. The same rules become the
 /// BPF programs in ShieldFs's .bpf.o files (LSM and ExtFUSE), and the session applies them here.
@@ -25,6 +26,7 @@ public struct WriterGrant
 [CacheEntry(5)]
 [CacheAttr(5)]
 [Passthrough(Path = "**/*.bin")]
+[Allow(FuseOps.Unlink, Path = "keep/scratch/*")]
 [Deny(FuseOps.Unlink | FuseOps.RmDir | FuseOps.Rename, Path = "keep/**")]
 [Hide("**/.secret")]
 public sealed partial class ShieldFileSystem(string source) : StackFileSystem(source)

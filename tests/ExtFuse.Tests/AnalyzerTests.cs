@@ -154,11 +154,13 @@ public class AnalyzerTests
         { "EXTF0016", "static KernelMap<uint, uint> {|#0:M|} = new(8);", "static readonly KernelMap<uint, uint> M = new(8);" },
         { "EXTF0017", "[{|#0:Deny(FuseOps.Open, Path = \"src/**x\")|}]", "[Deny(FuseOps.Open, Path = \"src/**\")]" },
         { "EXTF0018", "[{|#0:Deny(FuseOps.GetAttr, Uid = 1000)|}]", "[Deny(FuseOps.Open, Uid = 1000)]" },
+        { "EXTF0018", "[{|#0:Allow(FuseOps.Lookup, Comm = \"cat\")|}]", "[Allow(FuseOps.Open, Comm = \"cat\")]" },
+        { "EXTF0018", "[{|#0:Deny(FuseOps.Open, Cgroup = \"sandbox\")|}]", "[Deny(FuseOps.Open, Cgroup = \"/sandbox\")]" },
         { "EXTF0019", "[FastPath(FuseOps.GetAttr)] static int A(in CheckRequest r, ref FuseAttrOut o) => FastPath.Continue; [FastPath(FuseOps.GetAttr)] static int {|#0:B|}(in CheckRequest r, ref FuseAttrOut o) => 0;",
                       "[FastPath(FuseOps.GetAttr)] static int A(in CheckRequest r, ref FuseAttrOut o) => FastPath.Continue;" },
     };
 
-    private static string Tree(string part) => part.TrimStart().StartsWith("[{|") || part.TrimStart().StartsWith("[Deny")
+    private static string Tree(string part) => part.TrimStart().StartsWith("[{|") || part.TrimStart().StartsWith("[Deny") || part.TrimStart().StartsWith("[Allow")
         ? $$"""
             using ExtFuse.Declarative;
             using ExtFuse.Protocol;

@@ -194,6 +194,10 @@ public class ShieldFsTests(ShieldMount m) : IClassFixture<ShieldMount>
         File.WriteAllText(Path.Combine(m.Root, "keep", "new"), "writable, not removable");
         Assert.Throws<UnauthorizedAccessException>(() => File.Delete(Path.Combine(m.Root, "keep", "new")));
         File.Delete(Path.Combine(m.Root, "plain"));   // outside keep/ root may remove
+        Directory.CreateDirectory(Path.Combine(m.Root, "keep", "scratch"));
+        File.WriteAllText(Path.Combine(m.Root, "keep", "scratch", "t"), "temporary");
+        File.Delete(Path.Combine(m.Root, "keep", "scratch", "t"));  // the [Allow] before the [Deny]
+        Assert.Equal(-Errno.EACCES, Posix.RmDir(Path.Combine(m.Root, "keep", "scratch")));          // the exception is for its files
         Assert.False(File.Exists(Path.Combine(m.Source, "plain")));
 
         // Only root and the writers table may change things: nobody is refused, then allowed once granted.
@@ -217,8 +221,8 @@ public class ShieldFsTests(ShieldMount m) : IClassFixture<ShieldMount>
         Assert.True(plan["caching"].InKernel);
         Assert.Equal("kernel (FUSE passthrough)", plan["[Passthrough]"].Where);
         var lsm = Kernel.KernelCapabilities.Has(Kernel.KernelCapabilities.ProbeBpf(), "BPF LSM");
-        Assert.StartsWith(lsm ? "kernel (BPF LSM: 13 programs of ExtFuse.Samples.Shield.ShieldFileSystem.bpf.o)" : "daemon (no BPF LSM:", plan["[Check] [Deny] [Hide]"].Where);
-        Assert.Equal(lsm, plan["[Check] [Deny] [Hide]"].InKernel);
+        Assert.StartsWith(lsm ? "kernel (BPF LSM: 13 programs of ExtFuse.Samples.Shield.ShieldFileSystem.bpf.o)" : "daemon (no BPF LSM:", plan["[Check] [Deny] [Allow] [Hide]"].Where);
+        Assert.Equal(lsm, plan["[Check] [Deny] [Allow] [Hide]"].InKernel);
         Assert.StartsWith("daemon, after the kernel's attribute cache (no ExtFUSE program type", plan["[FastPath] GetAttr"].Where);
         Assert.Equal(offload.Statistics is not null, plan["statistics"].InKernel);
 
@@ -227,7 +231,7 @@ public class ShieldFsTests(ShieldMount m) : IClassFixture<ShieldMount>
         Shell.Run($"chmod 0777 '{m.Source}/keep'");   // so the kernel lets nobody try, and the rule decides
         Dictionary<string, ulong> Hits() => offload.RuleHits().ToDictionary(h => h.Rule, h => h.Hits);
         var before = Hits();
-        Assert.Equal(["WritersOnly", "WriteOpens", "SetIdFromGrantedOnly", "[Passthrough] **/*.bin", "[Deny] Unlink, RmDir, Rename keep/**", "[Hide] **/.secret"], before.Keys);
+        Assert.Equal(["WritersOnly", "WriteOpens", "SetIdFromGrantedOnly", "[Passthrough] **/*.bin", "[Allow] Unlink keep/scratch/*", "[Deny] Unlink, RmDir, Rename keep/**", "[Hide] **/.secret"], before.Keys);
 
         Assert.Throws<UnauthorizedAccessException>(() => File.Delete(Path.Combine(m.Root, "keep", "counted")));
         Assert.Throws<UnauthorizedAccessException>(() => File.Delete(Path.Combine(m.Root, "keep", "counted")));

@@ -102,17 +102,16 @@ public delegate int FastPathFunction(in CheckRequest request, ref FuseAttrOut re
 public sealed record FastPathRule(string Name, FuseOps Op, FastPathFunction Handle);
 
 /// <summary>
-/// Refuses operations with an errno (EACCES unless Errno says otherwise): on paths matching
-/// <see cref="Path"/> (a <see cref="Glob"/>; every path when unset), and only for callers matching
-/// every condition that is set (Uid, Gid, Comm, Cgroup). Rules are one ordered list (these
-/// attributes in declaration order, then a policy file's rules): the first rule that matches a
-/// request decides it. Rules that depend on the caller cannot apply to Lookup or GetAttr, whose
-/// answers the kernel caches for every caller.
+/// What [Deny] and [Allow] rules have in common: the operations they name, and the conditions that
+/// must all hold (a path glob, every path when unset; the caller's uid, gid, process name, cgroup).
+/// Rules are one ordered list (these attributes in declaration order, then a policy file's rules):
+/// the first rule that names an operation and matches decides it. Rules that depend on the caller
+/// cannot apply to Lookup or GetAttr, whose answers the kernel caches for every caller.
 /// </summary>
-[AttributeUsage(AttributeTargets.Class, Inherited = false, AllowMultiple = true)]
-public sealed class DenyAttribute(FuseOps ops) : Attribute
+public abstract class AccessRuleAttribute(FuseOps ops) : Attribute
 {
     public FuseOps Ops { get; } = ops;
+    /// <summary>A <see cref="Glob"/> below the mount's root; every path when unset.</summary>
     public string? Path { get; set; }
     /// <summary>Only this caller uid (-1: any).</summary>
     public long Uid { get; set; } = -1;
@@ -122,23 +121,18 @@ public sealed class DenyAttribute(FuseOps ops) : Attribute
     public string? Comm { get; set; }
     /// <summary>Only processes in this cgroup (v2 path, like "/sandbox") or below it.</summary>
     public string? Cgroup { get; set; }
+}
+
+/// <summary>Refuses the operations with an errno (EACCES unless Errno says otherwise).</summary>
+[AttributeUsage(AttributeTargets.Class, Inherited = false, AllowMultiple = true)]
+public sealed class DenyAttribute(FuseOps ops) : AccessRuleAttribute(ops)
+{
     public int Errno { get; set; } = 13;
 }
 
-/// <summary>
-/// Lets operations through: an exception carved out of a later [Deny] (or a policy file's rule, or
-/// its "deny" default), with the same conditions as [Deny]. The first matching rule decides.
-/// </summary>
+/// <summary>Lets the operations through: an exception carved out of a later [Deny] (or a policy file's rule, or its "deny" default).</summary>
 [AttributeUsage(AttributeTargets.Class, Inherited = false, AllowMultiple = true)]
-public sealed class AllowAttribute(FuseOps ops) : Attribute
-{
-    public FuseOps Ops { get; } = ops;
-    public string? Path { get; set; }
-    public long Uid { get; set; } = -1;
-    public long Gid { get; set; } = -1;
-    public string? Comm { get; set; }
-    public string? Cgroup { get; set; }
-}
+public sealed class AllowAttribute(FuseOps ops) : AccessRuleAttribute(ops);
 
 /// <summary>Names matching the glob do not exist for anyone: LOOKUP answers ENOENT, listings omit them, creating them is EACCES.</summary>
 [AttributeUsage(AttributeTargets.Class, Inherited = false, AllowMultiple = true)]

@@ -22,6 +22,7 @@ partial class ShieldFileSystem
     public static global::System.Collections.Generic.IReadOnlyList<global::ExtFuse.Declarative.PathRule> DeclaredPathRules { get; } =
     [
         new(global::ExtFuse.Declarative.PathRuleKind.Passthrough, (global::ExtFuse.Declarative.FuseOps)96u, "**/*.bin", -1, -1, null, 0, null),
+        new(global::ExtFuse.Declarative.PathRuleKind.Allow, (global::ExtFuse.Declarative.FuseOps)128u, "keep/scratch/*", -1, -1, null, 13, null),
         new(global::ExtFuse.Declarative.PathRuleKind.Deny, (global::ExtFuse.Declarative.FuseOps)1664u, "keep/**", -1, -1, null, 13, null),
         new(global::ExtFuse.Declarative.PathRuleKind.Hide, (global::ExtFuse.Declarative.FuseOps)0u, "**/.secret", -1, -1, null, 2, null),
     ];

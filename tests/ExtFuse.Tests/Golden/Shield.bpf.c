@@ -114,50 +114,50 @@ struct {
 	__type(value, struct FuseAttrOut);
 } PinnedAttrs SEC(".maps");
 
-#line 63 "/src/Sample.cs"
+#line 65 "/src/Sample.cs"
 static __always_inline __u8 ShieldFileSystem_MayWrite(__u32 v_uid)
-#line 63 "/src/Sample.cs"
+#line 65 "/src/Sample.cs"
 {
 	return (((__u32)(v_uid) == (__u32)(0)) || ((__u32)(({ __u32 __t0 = v_uid; struct WriterGrant *__t1 = bpf_map_lookup_elem(&Writers, &__t0); __t1 ? *__t1 : ((struct WriterGrant){}); }).Allowed) != (__u32)(0)));
 }
 
-#line 38 "/src/Sample.cs"
-static __always_inline __s32 ShieldFileSystem_WritersOnly(const struct CheckRequest *v_req)
 #line 40 "/src/Sample.cs"
+static __always_inline __s32 ShieldFileSystem_WritersOnly(const struct CheckRequest *v_req)
+#line 42 "/src/Sample.cs"
 {
 	return (ShieldFileSystem_MayWrite(v_req->Uid) ? 0 : 13);
 }
 
-#line 42 "/src/Sample.cs"
+#line 44 "/src/Sample.cs"
 static __always_inline __s32 ShieldFileSystem_WriteOpens(const struct CheckRequest *v_req)
-#line 43 "/src/Sample.cs"
+#line 45 "/src/Sample.cs"
 {
 	return ((((__u32)((((__u32)(v_req->Flags) & (__u32)(3U)))) != (__u32)(0)) && (!ShieldFileSystem_MayWrite(v_req->Uid))) ? 13 : 0);
 }
 
-#line 45 "/src/Sample.cs"
+#line 47 "/src/Sample.cs"
 static __always_inline __s32 ShieldFileSystem_SetIdFromGrantedOnly(const struct CheckRequest *v_req)
 {
-#line 48 "/src/Sample.cs"
+#line 50 "/src/Sample.cs"
 	if ((((__u32)(v_req->Uid) == (__u32)(0)) || ((__u32)((((__u32)(v_req->Mode) & (__u32)(3072U)))) == (__u32)(0))))
-#line 48 "/src/Sample.cs"
+#line 50 "/src/Sample.cs"
 		return 0;
-#line 49 "/src/Sample.cs"
+#line 51 "/src/Sample.cs"
 	struct WriterGrant v_grant = ((struct WriterGrant){});
 	return ((({ __u32 __t0 = v_req->Uid; struct WriterGrant *__t1 = bpf_map_lookup_elem(&Writers, &__t0); v_grant = __t1 ? *__t1 : ((struct WriterGrant){}); (__u8)(__t1 != 0); }) && ((__u32)(v_grant.SetId) != (__u32)(0))) ? 0 : 1);
 }
 
-#line 55 "/src/Sample.cs"
+#line 57 "/src/Sample.cs"
 static __always_inline __s32 ShieldFileSystem_PinnedAttributes(const struct CheckRequest *v_req, struct FuseAttrOut *v_reply)
 {
-#line 58 "/src/Sample.cs"
+#line 60 "/src/Sample.cs"
 	struct FuseAttrOut v_pinned = ((struct FuseAttrOut){});
 	if ((!({ __u64 __t0 = v_req->NodeId; struct FuseAttrOut *__t1 = bpf_map_lookup_elem(&PinnedAttrs, &__t0); v_pinned = __t1 ? *__t1 : ((struct FuseAttrOut){}); (__u8)(__t1 != 0); })))
-#line 58 "/src/Sample.cs"
-		return -38;
-#line 59 "/src/Sample.cs"
-	((*v_reply) = v_pinned);
 #line 60 "/src/Sample.cs"
+		return -38;
+#line 61 "/src/Sample.cs"
+	((*v_reply) = v_pinned);
+#line 62 "/src/Sample.cs"
 	return 0;
 }
 #line 164 "ExtFuse.Samples.Shield.ShieldFileSystem.bpf.c"

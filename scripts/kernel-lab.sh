@@ -69,7 +69,7 @@ echo "kernel-lab: booting $(basename "$vmlinuz") with lsm=...,bpf under qemu (so
 set +e
 timeout 1800 qemu-system-x86_64 -accel tcg,thread=multi -cpu max -m 3072 -smp 2 \
   -kernel "$vmlinuz" -initrd "$lab/init.gz" \
-  -append "console=ttyS0 quiet lsm=lockdown,capability,landlock,bpf panic=-1 lab.cmd=$guest" \
+  -append "console=ttyS0 quiet lsm=lockdown,capability,landlock,bpf panic=-1 lab.cmd=$guest lab.repo=$repo" \
   -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
   -virtfs local,path="$results",mount_tag=results,security_model=none \
   -nographic -no-reboot < /dev/null 2>&1 | tr -d '\r' | tee "$lab/console.log" | grep -E "^lab:|Passed |Failed |Skipped |Total tests|error"

@@ -109,9 +109,9 @@ public sealed class SandboxLauncher : IDisposable
             }
         }) { Name = "extfuse-sandbox", IsBackground = true };
         launcher.Start();
-        _mount = mounted.Task.GetAwaiter().GetResult();
         try
         {
+            _mount = mounted.Task.GetAwaiter().GetResult();
             _session.Start(_mount);
             ready.Set();
             var child = started.Task.GetAwaiter().GetResult();

@@ -134,6 +134,7 @@ public sealed partial class FuseSession : IDisposable
     /// <summary>Unmounts (which ends the session) and waits for the readers.</summary>
     public void Dispose()
     {
+        if (Mount is null) Audit.Dispose();   // never started: nothing else to end
         Mount?.Unmount();
         if (Mount is not null && !_completed.Task.Wait(TimeSpan.FromSeconds(10)))
         {

@@ -503,7 +503,8 @@ public static class Program
         var root = doc.RootElement;
         var sb = new System.Text.StringBuilder();
         sb.AppendLine($"connection {connection}: {root.GetProperty("requests").GetInt64()} requests since mount by daemon {root.GetProperty("pid").GetInt32()}, " +
-                      $"{root.GetProperty("denials").GetInt64()} denials" + (root.GetProperty("audit").GetString() is { } a ? $" (audit log {a})" : ""));
+                      $"{root.GetProperty("denials").GetInt64()} denials" + (root.GetProperty("audit").GetString() is { } a ? $" (audit log {a})" : "")
+                      + (root.GetProperty("unreported").GetUInt64() is var lost and > 0 ? $", and {lost} refused in the kernel that its ring buffer could not report" : ""));
         foreach (var rule in root.GetProperty("rules").EnumerateArray())
             sb.AppendLine($"rule {rule.GetProperty("rule").GetString(),-40}{rule.GetProperty("refused").GetUInt64(),10} refused");
         foreach (var line in root.GetProperty("plan").EnumerateArray()) sb.AppendLine($"where: {line.GetString()}");

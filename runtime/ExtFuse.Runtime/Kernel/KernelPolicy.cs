@@ -126,9 +126,6 @@ public sealed class KernelPolicy : IVerdictSink, IDisposable
 
     public void Remove(ulong nodeId) => _verdicts.Delete(nodeId);
 
-    /// <summary>Verdicts the kernel holds (for tests).</summary>
-    public bool TryGetVerdict(ulong nodeId, out NodeVerdict verdict) => _verdicts.TryLookup(nodeId, out verdict);
-
     private void OnRecord(ReadOnlySpan<byte> record)
     {
         if (record.Length < Unsafe.SizeOf<KernelAuditEvent>()) return;

@@ -111,6 +111,8 @@ public sealed class ControlSocket : IDisposable
             w.WriteNumber("requests", _session.RequestCount);
             w.WriteString("policy", _session.Policy.Source);
             w.WriteNumber("denials", _session.Audit.Total);
+            // Refusals the kernel made but could not report (its ring buffer was full): not in the counts.
+            w.WriteNumber("unreported", _session.Offload?.LsmPolicy?.LostEvents ?? 0);
             w.WriteString("audit", _session.Audit.Path);
             w.WriteStartArray("rules");
             foreach (var r in _session.Offload?.RuleHits() ?? [])

@@ -169,6 +169,15 @@ public class EnforcementTests(PolicyMount m) : IClassFixture<PolicyMount>
     }
 
     [Fact]
+    public void The_rules_hold_for_this_mount_only()
+    {
+        Refused(AsRoot("cat vault/x"));
+        // The same file, reached outside the mount: neither the daemon nor the LSM programs see it.
+        Allowed(Shell.Run($"cat '{m.Source}/vault/x'"), "vault\n");
+        Allowed(Shell.Run($"cat '{m.Source}/secrets/key'", Nobody), "top secret\n");
+    }
+
+    [Fact]
     public void Hidden_names_do_not_exist_for_anyone()
     {
         Allowed(AsRoot("ls -a ."));

@@ -132,6 +132,34 @@ public sealed class SandboxTests : IDisposable
     }
 
     [Fact]
+    public void SIGHUP_reloads_a_mounts_policy_file()
+    {
+        var mnt = Path.Combine(_dir, "mnt");
+        Directory.CreateDirectory(mnt);
+        using var p = CliProcess.Start(["mount", "stack", "--source", Source, mnt, "-o", $"allow_other,policy={PolicyPath},audit={AuditPath}"]);
+        p.WaitForOutput("mounted at");
+        try
+        {
+            Assert.Contains("Permission denied", Shell.Run($"cat '{mnt}/secrets/key'", CliProcess.Nobody).Output);
+            File.WriteAllText(PolicyPath, """{ "rules": [ { "name": "public", "effect": "deny", "ops": ["read"], "path": "public/**", "uid": 65534 } ] }""");
+            p.Signal(1);
+            p.WaitForOutput("SIGHUP: 1 rules from");
+            Assert.Equal((0, "top secret\n"), Shell.Run($"cat '{mnt}/secrets/key'", CliProcess.Nobody));
+            Assert.Contains("Permission denied", Shell.Run($"cat '{mnt}/public/a'", CliProcess.Nobody).Output);
+            File.WriteAllText(PolicyPath, "{ \"rules\": [ ");
+            p.Signal(1);
+            p.WaitForOutput("SIGHUP: the policy was not reloaded, the old rules stay");
+            Assert.Contains("Permission denied", Shell.Run($"cat '{mnt}/public/a'", CliProcess.Nobody).Output);
+        }
+        finally
+        {
+            p.Signal(15);
+            Assert.True(p.WaitForExit(30_000), p.Output);
+        }
+        Assert.Equal(0, p.ExitCode);
+    }
+
+    [Fact]
     public void A_bad_policy_is_refused_before_anything_is_mounted()
     {
         File.WriteAllText(PolicyPath, """{ "rules": [ { "effect": "deny", "path": "**/" } ] }""");

@@ -281,7 +281,7 @@ public static class Program
     /// <summary>SIGHUP reads the policy file again; the outcome is logged.</summary>
     private static PosixSignalRegistration? ReloadOnHangup(FuseSession session, ILogger log)
     {
-        if (session.Policy.Source is null) return null;
+        if (session.PolicyFile is null) return null;
         return PosixSignalRegistration.Create(PosixSignal.SIGHUP, c =>
         {
             c.Cancel = true;
@@ -416,11 +416,12 @@ public static class Program
         int? seconds = null;
         double? slowMs = null;
         string? mountPoint = null;
-        var expected = $"expected: extfuse {(live ? "top MOUNTPOINT" : "stats MOUNTPOINT [--seconds N] [--slow MS]")}";
+        var expected = $"expected: extfuse {(live ? "top MOUNTPOINT" : "stats MOUNTPOINT | --connection N [--seconds N] [--slow MS]")}";
         uint? connection = null;
         for (var i = 0; i < args.Length; i++)
         {
-            if (args[i] == "--connection" && i + 1 < args.Length && uint.TryParse(args[i + 1], out var id)) { connection = id; i++; }
+            // A connection has no mount point to watch for the end (a sandbox's is in its own namespace): stats only.
+            if (!live && args[i] == "--connection" && i + 1 < args.Length && uint.TryParse(args[i + 1], out var id)) { connection = id; i++; }
             else if (!live && args[i] == "--seconds" && i + 1 < args.Length && int.TryParse(args[i + 1], out var n) && n > 0) { seconds = n; i++; }
             else if (!live && args[i] == "--slow" && i + 1 < args.Length && double.TryParse(args[i + 1], System.Globalization.CultureInfo.InvariantCulture, out var ms) && ms >= 0) { slowMs = ms; i++; }
             else if (args[i].StartsWith('-') || mountPoint is not null) throw new UsageException(expected);
@@ -447,11 +448,10 @@ public static class Program
                 throw new FuseException($"cannot count requests in the kernel: {e.Message.Split('\n')[0]} (see extfuse caps)", Errno.EPERM);
             }
         }
-        var entry = new { Minor = minor };
         using (stats)
         {
             var interval = !live && (seconds is not null || slowMs is not null || !sinceMount);
-            Console.Out.WriteLine($"extfuse: counting the requests to {full} in the kernel (connection {entry.Minor})" +
+            Console.Out.WriteLine($"extfuse: counting the requests to {full} in the kernel (connection {minor})" +
                                   (sinceMount ? $", since mount by daemon {stats.OwnerPid}" : "") +
                                   (live ? "; Ctrl-C to stop" : interval ? $" for {seconds ?? 5} s" : ""));
             Console.Out.Flush();
@@ -487,7 +487,7 @@ public static class Program
                                 rates: ExtFuse.Kernel.OpcodeStatistics.Difference(now, last), rateSeconds: (DateTime.UtcNow - lastAt).TotalSeconds);
                 (last, lastAt) = (now, DateTime.UtcNow);
                 Console.Out.Flush();
-                if (MountTable.At(full) is not { } e || e.Minor != entry.Minor) { Console.Out.WriteLine($"extfuse: {full} was unmounted"); break; }
+                if (MountTable.At(full) is not { } e || e.Minor != minor) { Console.Out.WriteLine($"extfuse: {full} was unmounted"); break; }
             }
             return 0;
         }

@@ -72,7 +72,6 @@ enum {
 
 /* One request as the hooks see it. */
 struct extfuse_lsm_req {
-	struct inode *guard;   /* an inode of the mount: the node, or the directory a name is in */
 	__u64 nodeid;          /* what a [Check] sees as req->NodeId (FUSE's nodeid of the request) */
 	__u32 opcode;          /* FUSE opcode, for [Check] methods */
 	__u32 check_ops;       /* the FuseOps bit [Check] methods are selected by */
@@ -116,13 +115,19 @@ static __always_inline void extfuse_lsm_audit(const struct extfuse_lsm_req *q, c
 	bpf_ringbuf_submit(e, 0);
 }
 
-/* The [Check] methods, then each policy step in order; the first refusal answers (-errno). */
-static __always_inline int extfuse_lsm_decide(const struct extfuse_lsm_req *q, const struct extfuse_lsm_step *s1, const struct extfuse_lsm_step *s2)
+/* The policy when inode (the node, or the directory a name is in) is on the guarded mount, else 0.
+ * Every hook asks this first and reads nothing more of the file otherwise: they run for every
+ * file of the system. */
+static __always_inline const struct extfuse_policy_header *extfuse_mounted(struct inode *inode)
 {
 	const struct extfuse_policy_header *h = extfuse_policy_header();
-	struct inode *guard = q->guard; /* a plain local: CO-RE relocates the kernel's fields, not ours */
-	if (!h || !h->dev || !guard || BPF_CORE_READ(guard, i_sb, s_dev) != h->dev)
-		return 0;
+	return h && h->dev && inode && BPF_CORE_READ(inode, i_sb, s_dev) == h->dev ? h : 0;
+}
+
+/* The [Check] methods, then each policy step in order; the first refusal answers (-errno). */
+static __always_inline int extfuse_lsm_decide(const struct extfuse_policy_header *h, const struct extfuse_lsm_req *q,
+					      const struct extfuse_lsm_step *s1, const struct extfuse_lsm_step *s2)
+{
 	struct extfuse_caller who = {};
 	struct task_struct *task = bpf_get_current_task_btf();
 	who.uid = BPF_CORE_READ(task, cred, fsuid.val);
@@ -179,7 +184,8 @@ SEC("lsm/file_open")
 int BPF_PROG(extfuse_file_open, struct file *file)
 {
 	struct inode *inode = BPF_CORE_READ(file, f_inode);
-	if (!inode)
+	const struct extfuse_policy_header *h = extfuse_mounted(inode);
+	if (!h)
 		return 0;
 	__u32 fmode = BPF_CORE_READ(file, f_mode), fflags = BPF_CORE_READ(file, f_flags);
 	int dir = (BPF_CORE_READ(inode, i_mode) & EXTFUSE_S_IFMT) == EXTFUSE_S_IFDIR;
@@ -187,18 +193,21 @@ int BPF_PROG(extfuse_file_open, struct file *file)
 	__u32 ops = dir ? EXTFUSE_OP_READDIR
 		: EXTFUSE_OP_OPEN | ((fmode & EXTFUSE_FMODE_READ) ? EXTFUSE_OP_READ : 0)
 		  | ((fmode & EXTFUSE_FMODE_WRITE) || (fflags & EXTFUSE_O_TRUNC) ? EXTFUSE_OP_WRITE : 0);
-	struct extfuse_lsm_req q = { .guard = inode, .nodeid = extfuse_ino(inode), .opcode = dir ? EXTFUSE_OPENDIR : EXTFUSE_OPEN,
+	struct extfuse_lsm_req q = { .nodeid = extfuse_ino(inode), .opcode = dir ? EXTFUSE_OPENDIR : EXTFUSE_OPEN,
 				     .check_ops = dir ? EXTFUSE_OP_READDIR : EXTFUSE_OP_OPEN, .flags = fflags };
 	struct extfuse_lsm_step s = { .node = q.nodeid, .ops = ops };
-	return extfuse_lsm_decide(&q, &s, 0);
+	return extfuse_lsm_decide(h, &q, &s, 0);
 }
 
 /* A name made in dir: the [Check] sees the directory's nodeid, the policy the directory's child bits. */
 static __always_inline int extfuse_make(struct inode *dir, struct dentry *dentry, __u32 opcode, __u32 op, __u32 mode)
 {
-	struct extfuse_lsm_req q = { .guard = dir, .nodeid = extfuse_ino(dir), .opcode = opcode, .check_ops = op, .mode = mode, .named = dentry };
+	const struct extfuse_policy_header *h = extfuse_mounted(dir);
+	if (!h)
+		return 0;
+	struct extfuse_lsm_req q = { .nodeid = extfuse_ino(dir), .opcode = opcode, .check_ops = op, .mode = mode, .named = dentry };
 	struct extfuse_lsm_step s = { .node = q.nodeid, .ops = op, .child = 1, .names = 1 };
-	return extfuse_lsm_decide(&q, &s, 0);
+	return extfuse_lsm_decide(h, &q, &s, 0);
 }
 
 SEC("lsm/inode_create")
@@ -228,9 +237,12 @@ int BPF_PROG(extfuse_inode_symlink, struct inode *dir, struct dentry *dentry, co
 /* A name removed from dir: the policy decides on the node it names. */
 static __always_inline int extfuse_remove(struct inode *dir, struct dentry *dentry, __u32 opcode, __u32 op)
 {
-	struct extfuse_lsm_req q = { .guard = dir, .nodeid = extfuse_ino(dir), .opcode = opcode, .check_ops = op, .named = dentry };
+	const struct extfuse_policy_header *h = extfuse_mounted(dir);
+	if (!h)
+		return 0;
+	struct extfuse_lsm_req q = { .nodeid = extfuse_ino(dir), .opcode = opcode, .check_ops = op, .named = dentry };
 	struct extfuse_lsm_step s = { .node = extfuse_ino(BPF_CORE_READ(dentry, d_inode)), .ops = op, .names = 1 };
-	return extfuse_lsm_decide(&q, &s, 0);
+	return extfuse_lsm_decide(h, &q, &s, 0);
 }
 
 SEC("lsm/inode_unlink")
@@ -249,19 +261,25 @@ int BPF_PROG(extfuse_inode_rmdir, struct inode *dir, struct dentry *dentry)
 SEC("lsm/inode_rename")
 int BPF_PROG(extfuse_inode_rename, struct inode *old_dir, struct dentry *old_dentry, struct inode *new_dir, struct dentry *new_dentry)
 {
-	struct extfuse_lsm_req q = { .guard = old_dir, .nodeid = extfuse_ino(old_dir), .opcode = EXTFUSE_RENAME, .check_ops = EXTFUSE_OP_RENAME, .named = old_dentry };
+	const struct extfuse_policy_header *h = extfuse_mounted(old_dir);
+	if (!h)
+		return 0;
+	struct extfuse_lsm_req q = { .nodeid = extfuse_ino(old_dir), .opcode = EXTFUSE_RENAME, .check_ops = EXTFUSE_OP_RENAME, .named = old_dentry };
 	struct extfuse_lsm_step from = { .node = extfuse_ino(BPF_CORE_READ(old_dentry, d_inode)), .ops = EXTFUSE_OP_RENAME, .names = 1 };
 	struct extfuse_lsm_step to = { .node = extfuse_ino(new_dir), .ops = EXTFUSE_OP_RENAME, .child = 1, .names = 1 };
-	return extfuse_lsm_decide(&q, &from, &to);
+	return extfuse_lsm_decide(h, &q, &from, &to);
 }
 
 SEC("lsm/inode_link")
 int BPF_PROG(extfuse_inode_link, struct dentry *old_dentry, struct inode *dir, struct dentry *new_dentry)
 {
-	struct extfuse_lsm_req q = { .guard = dir, .nodeid = extfuse_ino(dir), .opcode = EXTFUSE_LINK, .check_ops = EXTFUSE_OP_LINK, .named = new_dentry };
+	const struct extfuse_policy_header *h = extfuse_mounted(dir);
+	if (!h)
+		return 0;
+	struct extfuse_lsm_req q = { .nodeid = extfuse_ino(dir), .opcode = EXTFUSE_LINK, .check_ops = EXTFUSE_OP_LINK, .named = new_dentry };
 	struct extfuse_lsm_step to = { .node = q.nodeid, .ops = EXTFUSE_OP_LINK, .child = 1, .names = 1 };
 	struct extfuse_lsm_step from = { .node = extfuse_ino(BPF_CORE_READ(old_dentry, d_inode)), .ops = EXTFUSE_OP_LINK, .names = 1 };
-	return extfuse_lsm_decide(&q, &to, &from);
+	return extfuse_lsm_decide(h, &q, &to, &from);
 }
 
 /* Arguments by position: (dentry, iattr) before 6.8, (idmap, dentry, iattr) since. */
@@ -272,21 +290,27 @@ int BPF_PROG(extfuse_inode_setattr)
 	bpf_get_func_arg(ctx, nargs >= 3 ? 1 : 0, &d);
 	bpf_get_func_arg(ctx, nargs >= 3 ? 2 : 1, &a);
 	struct inode *inode = BPF_CORE_READ((struct dentry *)d, d_inode);
+	const struct extfuse_policy_header *h = extfuse_mounted(inode);
+	if (!h)
+		return 0;
 	__u32 valid = BPF_CORE_READ((struct iattr *)a, ia_valid);
 	/* truncate(2) by path writes; ftruncate (ATTR_FILE) was granted with its descriptor. */
 	__u32 ops = EXTFUSE_OP_SETATTR | ((valid & EXTFUSE_ATTR_SIZE) && !(valid & EXTFUSE_ATTR_FILE) ? EXTFUSE_OP_WRITE : 0);
-	struct extfuse_lsm_req q = { .guard = inode, .nodeid = extfuse_ino(inode), .opcode = EXTFUSE_SETATTR, .check_ops = EXTFUSE_OP_SETATTR,
+	struct extfuse_lsm_req q = { .nodeid = extfuse_ino(inode), .opcode = EXTFUSE_SETATTR, .check_ops = EXTFUSE_OP_SETATTR,
 				     .mode = (valid & EXTFUSE_ATTR_MODE) ? BPF_CORE_READ((struct iattr *)a, ia_mode) : 0 };
 	struct extfuse_lsm_step s = { .node = q.nodeid, .ops = ops };
-	return extfuse_lsm_decide(&q, &s, 0);
+	return extfuse_lsm_decide(h, &q, &s, 0);
 }
 
 static __always_inline int extfuse_on_node(struct dentry *dentry, __u32 opcode, __u32 op)
 {
 	struct inode *inode = BPF_CORE_READ(dentry, d_inode);
-	struct extfuse_lsm_req q = { .guard = inode, .nodeid = extfuse_ino(inode), .opcode = opcode, .check_ops = op };
+	const struct extfuse_policy_header *h = extfuse_mounted(inode);
+	if (!h)
+		return 0;
+	struct extfuse_lsm_req q = { .nodeid = extfuse_ino(inode), .opcode = opcode, .check_ops = op };
 	struct extfuse_lsm_step s = { .node = q.nodeid, .ops = op };
-	return extfuse_lsm_decide(&q, &s, 0);
+	return extfuse_lsm_decide(h, &q, &s, 0);
 }
 
 SEC("lsm/inode_setxattr")
@@ -312,13 +336,16 @@ int BPF_PROG(extfuse_inode_getattr, const struct path *path)
 SEC("lsm/file_permission")
 int BPF_PROG(extfuse_file_permission, struct file *file, int mask)
 {
-	struct inode *inode = BPF_CORE_READ(file, f_inode);
 	int write = mask & EXTFUSE_MAY_WRITE;
 	if (!(mask & (EXTFUSE_MAY_READ | EXTFUSE_MAY_WRITE)))
 		return 0;
-	struct extfuse_lsm_req q = { .guard = inode, .nodeid = extfuse_ino(inode), .opcode = write ? EXTFUSE_WRITE : EXTFUSE_READ,
+	struct inode *inode = BPF_CORE_READ(file, f_inode);
+	const struct extfuse_policy_header *h = extfuse_mounted(inode);
+	if (!h)
+		return 0;
+	struct extfuse_lsm_req q = { .nodeid = extfuse_ino(inode), .opcode = write ? EXTFUSE_WRITE : EXTFUSE_READ,
 				     .check_ops = write ? EXTFUSE_OP_WRITE : EXTFUSE_OP_READ };
-	return extfuse_lsm_decide(&q, 0, 0);
+	return extfuse_lsm_decide(h, &q, 0, 0);
 }
 #endif
 

@@ -25,28 +25,26 @@ public sealed class KernelOffload : IDisposable
     private readonly IReadOnlyList<Capability> _caps;
     private IReadOnlyList<string> _ruleNames;
 
-    private KernelOffload(RawFileSystem fs, IReadOnlyList<string> ruleNames, IReadOnlyList<Capability> caps, FuseStatistics? stats, BpfMappedArray<ulong>? shared, string statsDetail)
+    private KernelOffload(RawFileSystem fs, IReadOnlyList<string> ruleNames, IReadOnlyList<Capability> caps, string statsDetail)
     {
         _fs = fs;
         _ruleNames = ruleNames;
         _caps = caps;
-        Statistics = stats;
-        _shared = shared;
         StatisticsDetail = statsDetail;
     }
 
     /// <summary>Sets up what the kernel allows for connection <paramref name="connectionId"/>; without BPF, counters stay in the daemon.</summary>
-    /// <param name="ruleNames">The file system's <see cref="RuleNames"/>, which the session already has.</param>
+    /// <param name="ruleNames">The counters' names: the [Check] methods, then the policy's rules (the session's).</param>
     /// <param name="statisticsInBackground">Attach the statistics programs on another thread (the sandbox
     /// starts its command sooner); the kernel counts from when they are attached.</param>
     public static KernelOffload Start(RawFileSystem fs, IReadOnlyList<string> ruleNames, uint connectionId, bool useBpf, bool statisticsInBackground = false)
     {
         if (!useBpf)
-            return new(fs, ruleNames, [], null, null, "off (-o no_bpf)");
+            return new(fs, ruleNames, [], "off (-o no_bpf)");
         var caps = KernelCapabilities.ProbeBpf();
         if (!caps.Has("tp_btf on FUSE tracepoints"))
-            return new(fs, ruleNames, caps, null, null, caps.Has("bpf(2)") ? caps.Get("tp_btf on FUSE tracepoints").Detail : "no BPF");
-        var offload = new KernelOffload(fs, ruleNames, caps, null, null, "tp_btf (attaching)");
+            return new(fs, ruleNames, caps, caps.Has("bpf(2)") ? caps.Get("tp_btf on FUSE tracepoints").Detail : "no BPF");
+        var offload = new KernelOffload(fs, ruleNames, caps, "tp_btf (attaching)");
         if (statisticsInBackground) offload._attaching = Task.Run(() => offload.AttachStatistics(connectionId));
         else offload.AttachStatistics(connectionId);
         return offload;

@@ -179,10 +179,8 @@ public sealed class AccessPolicy
 
     // ---- hide and passthrough ----
 
-    /// <summary>The index of the first [Hide] rule matching the path, or -1.</summary>
-    public int HidingRule(string? path) => HasHide && path is not null ? FirstMatch(PathRuleKind.Hide, path) : -1;
-
-    public bool IsHidden(string? path) => HidingRule(path) >= 0;
+    /// <summary>Whether a [Hide] rule matches the path (listings skip it).</summary>
+    public bool IsHidden(string? path) => HasHide && path is not null && FirstMatch(PathRuleKind.Hide, path) >= 0;
 
     public bool IsPassthrough(string? path) => HasPassthrough && FirstMatch(PathRuleKind.Passthrough, path) >= 0;
 
@@ -271,7 +269,4 @@ public sealed class AccessPolicy
 }
 
 /// <summary>A policy that cannot be used, with where it came from.</summary>
-public sealed class PolicyException(string? source, string problem) : Exception(source is null ? problem : $"{source}: {problem}")
-{
-    public string Problem { get; } = problem;
-}
+public sealed class PolicyException(string? source, string problem) : Exception(source is null ? problem : $"{source}: {problem}");

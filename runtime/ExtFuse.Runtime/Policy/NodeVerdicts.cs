@@ -34,23 +34,21 @@ internal sealed class NodeVerdicts(RawFileSystem fs)
     /// <summary>A node got or lost a name, or was forgotten. A directory already known may have moved: everything below it with it.</summary>
     public void NamesChanged(AccessPolicy policy, ulong node)
     {
-        if (!fs.Knows(node))
-        {
-            if (_known.TryRemove(node, out _)) Kernel?.Remove(node);
-            return;
-        }
-        if (fs.IsDirectory(node) && _known.ContainsKey(node)) RecomputeAll(policy);
-        else Compute(policy, node);
+        if (fs.Knows(node) && fs.IsDirectory(node) && _known.ContainsKey(node)) RecomputeAll(policy);
+        else Refresh(policy, node);
     }
 
     /// <summary>Every kept verdict again (a reload, or a directory renamed).</summary>
     public void RecomputeAll(AccessPolicy policy)
     {
-        foreach (var id in _known.Keys)
-        {
-            if (fs.Knows(id)) Compute(policy, id);
-            else if (_known.TryRemove(id, out _)) Kernel?.Remove(id);
-        }
+        foreach (var id in _known.Keys) Refresh(policy, id);
+    }
+
+    /// <summary>The node's verdict again, or gone with the node.</summary>
+    private void Refresh(AccessPolicy policy, ulong node)
+    {
+        if (fs.Knows(node)) Compute(policy, node);
+        else if (_known.TryRemove(node, out _)) Kernel?.Remove(node);
     }
 
     /// <summary>The kernel gets a copy of every kept verdict (its programs were just attached).</summary>

@@ -70,8 +70,6 @@ public sealed class SandboxLauncher : IDisposable
 
     public FuseSession? Session => _session;
     public string MountPoint => Path.GetFullPath(_options.MountPoint ?? _options.Source);
-    /// <summary>The command's process id once started.</summary>
-    public int? ChildPid => _child?.Id;
 
     /// <summary>Mounts the view in a new namespace and starts the command there; the policy must load.</summary>
     public void Start(IReadOnlyList<string> command)

@@ -12,6 +12,9 @@ public sealed partial class FuseSession
     /// <summary>The mount's access rules now: the file system's attributes, then the policy file's rules.</summary>
     public AccessPolicy Policy => _policy;
 
+    /// <summary>The policy file <see cref="ReloadPolicy"/> reads (-o policy=FILE), or null.</summary>
+    public string? PolicyFile => _options.PolicyFile;
+
     /// <summary>Every denial, counted per rule and written to the audit file (-o audit=FILE) when there is one.</summary>
     public AuditLog Audit { get; }
 
@@ -29,7 +32,7 @@ public sealed partial class FuseSession
     public AccessPolicy ReloadPolicy()
     {
         if (_options.PolicyFile is not { } path) throw new PolicyException(null, "this mount has no policy file (mount it with -o policy=FILE)");
-        var next = Compose(_fs, PolicyFile.Load(path));
+        var next = Compose(_fs, ExtFuse.Policy.PolicyFile.Load(path));
         SetPolicy(next);
         return next;
     }
@@ -71,9 +74,9 @@ public sealed partial class FuseSession
         else if (e.Rule >= 0 && e.Rule < policy.Count) (rule, slot) = (policy.Rules[e.Rule].Describe(), _rules.Length + e.Rule);
         else rule = "default deny";
         if (slot >= 0) _offload?.CountRule(slot);
-        var name = System.Text.Encoding.UTF8.GetString(((ReadOnlySpan<byte>)e.Name).TrimEnd((byte)0)).Split('\0')[0];
-        var node = _fs.PathOf(e.NodeId);
-        var path = name.Length == 0 ? node : node is null ? null : node.Length == 0 ? name : node + "/" + name;
+        ReadOnlySpan<byte> name = e.Name;
+        if (name.IndexOf((byte)0) is var end and >= 0) name = name[..end];
+        var path = name.IsEmpty ? _fs.PathOf(e.NodeId) : AccessPolicy.Join(_fs.PathOf(e.NodeId), name);
         var comm = System.Text.Encoding.ASCII.GetString(((ReadOnlySpan<byte>)e.Comm)).Split('\0')[0];
         var age = (long)(ExtFuse.Kernel.KernelPolicy.BootTimeNs() - e.TimeNs);
         Audit.Record(new AuditRecord(DateTimeOffset.UtcNow - TimeSpan.FromTicks(Math.Max(age, 0) / 100), ((FuseOpcode)e.Opcode).ToString().ToUpperInvariant(),

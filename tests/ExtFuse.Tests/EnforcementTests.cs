@@ -360,3 +360,35 @@ public class DefaultDenyEnforcementTests(DefaultDenyMount m) : IClassFixture<Def
         Assert.Equal(0, Shell.Run($"touch '{m.Root}/public/by-root' && rm '{m.Root}/public/by-root'").Code);
     }
 }
+
+/// <summary>
+/// A policy with caller rules alone on a file system that knows no paths (MemoryFs): no rule can
+/// change with a name, so renames and links go through, and the caller rule still holds.
+/// </summary>
+public class CallerPolicyOnRawFsTests
+{
+    [Fact]
+    public void Renames_and_links_go_through_when_no_rule_names_a_path()
+    {
+        var policy = Path.Combine(Path.GetTempPath(), $"extfuse-caller-policy-{Guid.NewGuid():N}.json");
+        File.WriteAllText(policy, """{ "rules": [ { "name": "keep", "effect": "deny", "ops": ["unlink"], "uid": 0 } ] }""");
+        try
+        {
+            using var m = new MemoryMount(new ExtFuse.Samples.Memory.MemoryFileSystem(), new MountOptions
+            {
+                FsName = "extfuse-test", Subtype = "test", DefaultPermissions = true, AllowOther = true,
+                Session = new FuseSessionOptions { PolicyFile = policy },
+            });
+            var dir = m.NewDir();
+            File.WriteAllText(Path.Combine(dir, "a"), "a\n");
+            Assert.Equal((0, ""), Shell.Run($"cd '{dir}' && mv a b && ln b c"));
+            Assert.Equal("a\n", File.ReadAllText(Path.Combine(dir, "c")));
+            var (code, output) = Shell.Run($"rm '{dir}/b'");
+            Assert.True(code != 0 && output.Contains("Permission denied"), output);
+        }
+        finally
+        {
+            File.Delete(policy);
+        }
+    }
+}

@@ -82,6 +82,8 @@ public sealed class AccessPolicy
     public bool HasPassthrough { get; }
     /// <summary>Whether some [Deny]/[Allow] rule has a path condition (and so needs node paths).</summary>
     public bool HasPaths { get; }
+    /// <summary>Whether some rule's answer depends on where a node is: a path condition or a hiding rule.</summary>
+    public bool NeedsNodePaths => HasPaths || HasHide;
     public IReadOnlyList<string> RuleNames => [.. _rules.Select(r => r.Describe())];
 
     // ---- deciding ----

@@ -85,13 +85,13 @@ public sealed partial class FuseSession
 
     private void OnNamesChanged(ulong node)
     {
-        if (!_policy.HasPaths && !_policy.HasHide) return;
+        if (!_policy.NeedsNodePaths) return;
         lock (_verdicts) _verdicts.NamesChanged(_policy, node);
     }
 
     /// <summary>Whether the policy has anything to say about these operations (the common case: no).</summary>
     private static bool PolicyApplies(AccessPolicy policy, FuseOps ops) =>
-        (ops & policy.Ops) != 0 || policy.HasHide && (ops & AccessPolicy.HideOps) != 0 || policy.Count > 0 && (ops & (FuseOps.Rename | FuseOps.Link)) != 0;
+        (ops & policy.Ops) != 0 || policy.HasHide && (ops & AccessPolicy.HideOps) != 0 || policy.NeedsNodePaths && (ops & (FuseOps.Rename | FuseOps.Link)) != 0;
 
     /// <summary>What an open asks for: Open, plus Read and Write by its access mode (O_TRUNC writes).</summary>
     private static FuseOps OpenOps(uint flags, FuseOps open)

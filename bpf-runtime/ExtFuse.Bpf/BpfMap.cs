@@ -55,16 +55,31 @@ public sealed unsafe class BpfMap<TKey, TValue> : IDisposable where TKey : unman
         try { fixed (byte* p = Z(path)) fd = bpf_obj_get(p); }
         catch (DllNotFoundException e) { throw Missing(e); }
         if (fd < 0) throw new BpfException($"cannot open the map pinned at {path}: {Describe(fd)}");
-        var info = default(MapInfo);
-        var len = (uint)sizeof(MapInfo);
-        var err = bpf_obj_get_info_by_fd(fd, &info, &len);
+        var err = Info(fd, out var info);
         if (err != 0) { LibBpf.close(fd); throw new BpfException($"{path} is not a map: {Describe(err)}"); }
         try { return new BpfMap<TKey, TValue>(fd, Path.GetFileName(path), info); }
         catch { LibBpf.close(fd); throw; }
     }
 
+    private static int Info(int fd, out MapInfo info)
+    {
+        info = default;
+        var len = (uint)sizeof(MapInfo);
+        fixed (MapInfo* p = &info) return bpf_obj_get_info_by_fd(fd, p, &len);
+    }
+
     public string Name { get; }
     public int MaxEntries { get; }
+
+    /// <summary>The kernel's id of the map: two descriptors (or a map and a pin) with one id are the same map.</summary>
+    public uint Id
+    {
+        get
+        {
+            var err = Info(Fd, out var info);
+            return err == 0 ? info.Id : throw new BpfException($"cannot read map {Name}'s id: {Describe(err)}");
+        }
+    }
 
     internal int Fd => _owner is not null
         ? _owner.IsLoaded && _owner.Handle != 0 ? bpf_map__fd(_map) : throw new InvalidOperationException($"{_owner.Name} is not loaded")

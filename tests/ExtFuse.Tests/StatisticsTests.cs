@@ -106,6 +106,24 @@ public class StatisticsTests
         Assert.Null(FuseStatistics.OpenPinned(connection));
     }
 
+    [Fact]
+    public void A_daemon_removes_its_own_pins_not_those_of_a_later_mount_with_the_same_connection_id()
+    {
+        // The kernel can give a connection id to the next mount before the last one's daemon has cleaned up.
+        const uint connection = 0x7fff_e7f0;   // no mount here has it
+        var pins = FuseStatistics.PinDirectory(connection);
+        using var earlier = FuseStatistics.Attach(connection);
+        earlier.Pin(Environment.ProcessId);
+        using var later = FuseStatistics.Attach(connection);
+        later.Pin(Environment.ProcessId);
+
+        earlier.Dispose();
+        Assert.True(Directory.Exists(pins), "the earlier daemon removed the later one's pins");
+        using (var pinned = FuseStatistics.OpenPinned(connection)) Assert.NotNull(pinned);
+        later.Dispose();
+        Assert.False(Directory.Exists(pins), "the later daemon left its pins behind");
+    }
+
     [System.Runtime.InteropServices.DllImport("libc")] private static extern int gettid();
 
     [Fact]

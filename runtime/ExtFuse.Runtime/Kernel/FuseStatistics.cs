@@ -173,6 +173,18 @@ public sealed class FuseStatistics : IDisposable
         foreach (var map in Pinned) _obj!.PinMap(map, Path.Combine(dir, map));
     }
 
+    /// <summary>Whether the pins in <paramref name="dir"/> are still this daemon's: once its mount is gone,
+    /// a new mount can get the same connection id, and its daemon pins its own maps there.</summary>
+    private bool PinnedHere(string dir)
+    {
+        try
+        {
+            using var pinned = BpfMap<uint, Config>.OpenPinned(Path.Combine(dir, "config"));
+            return pinned.Id == _config.Id;
+        }
+        catch (BpfException) { return false; }
+    }
+
     private static void RemovePins(string dir)
     {
         if (!Directory.Exists(dir)) return;
@@ -260,7 +272,8 @@ public sealed class FuseStatistics : IDisposable
             _config.Dispose(); _ops.Dispose(); _counters.Dispose(); _ruleNames.Dispose();
             return;
         }
-        if (_pinnedAt is { } dir) { try { RemovePins(dir); } catch (IOException) { } catch (UnauthorizedAccessException) { } }
+        if (_pinnedAt is { } dir && PinnedHere(dir)) { try { RemovePins(dir); } catch (IOException) { } catch (UnauthorizedAccessException) { } }
+        _pinnedAt = null;
         _obj.Dispose();
     }
 }

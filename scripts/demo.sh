@@ -7,11 +7,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
-dotnet build runtime/ExtFuse.Cli -c Release --no-restore --verbosity quiet -o artifacts/cli >/dev/null
+trap 'echo "demo: failed at line $LINENO (exit $?): see the output above" >&2' ERR
+echo "demo: building the CLI, the samples and their BPF objects into artifacts/cli"
+# Warnings and errors are shown (with their file and line); the rest of MSBuild's chatter is not.
+dotnet build runtime/ExtFuse.Cli -c Release --no-restore -nologo -clp:NoSummary -v quiet -o artifacts/cli
 
 set -x
 dotnet artifacts/cli/extfuse.dll caps
-dotnet artifacts/cli/extfuse.dll verify artifacts/cli || true
+dotnet artifacts/cli/extfuse.dll verify artifacts/cli
 set +x
 
 mnt=$(mktemp -d /tmp/extfuse-demo.XXXXXX)
@@ -28,8 +31,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for _ in $(seq 100); do grep -q "mounted at" "$log" && break; sleep 0.1; done
+for _ in $(seq 300); do grep -q "mounted at" "$log" && break; kill -0 "$daemon" 2>/dev/null || break; sleep 0.1; done
 cat "$log"
+if ! grep -q "mounted at" "$log"; then echo "demo: the daemon did not mount (its log is above)" >&2; exit 1; fi
 # Count the requests of the workload below in the kernel (tp_btf programs), for 3 seconds.
 dotnet artifacts/cli/extfuse.dll stats "$mnt" --seconds 3 >"$stats" 2>&1 &
 statspid=$!

@@ -222,9 +222,9 @@ internal static class BpfEmitter
                     """);
             sb.Append("\treturn EXTFUSE_SLOW_PATH;\n}\n");
         }
-        sb.Append("\n/* opcode -> program, filled by libbpf when the object loads */\nstruct {\n\t__uint(type, BPF_MAP_TYPE_PROG_ARRAY);\n\t__uint(max_entries, 64);\n\t__type(key, __u32);\n\t__array(values, int(struct extfuse_req *));\n} extfuse_handlers SEC(\".maps\") = {\n\t.values = {\n");
-        foreach (var op in Ops) sb.Append($"\t\t[{op.Opcode}] = (void *)&{m.ClassName}_{op.Name.ToLowerInvariant()},\n");
-        sb.Append("\t},\n};\n");
+        // Not initialised here: the loader fills the slots from the programs' extfuse/<OPCODE> sections
+        // on a kernel that loads them, and elsewhere the object's other programs still load alone.
+        sb.Append("\n/* opcode -> program, filled by the loader from the extfuse/<OPCODE> sections */\nstruct {\n\t__uint(type, BPF_MAP_TYPE_PROG_ARRAY);\n\t__uint(max_entries, 64);\n\t__type(key, __u32);\n\t__type(value, __u32);\n} extfuse_handlers SEC(\".maps\");\n");
         sb.Append("""
 
             SEC("extfuse")

@@ -624,33 +624,13 @@ int ShieldFileSystem_opendir(struct extfuse_req *ereq)
 	return EXTFUSE_SLOW_PATH;
 }
 
-/* opcode -> program, filled by libbpf when the object loads */
+/* opcode -> program, filled by the loader from the extfuse/<OPCODE> sections */
 struct {
 	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
 	__uint(max_entries, 64);
 	__type(key, __u32);
-	__array(values, int(struct extfuse_req *));
-} extfuse_handlers SEC(".maps") = {
-	.values = {
-		[1] = (void *)&ShieldFileSystem_lookup,
-		[3] = (void *)&ShieldFileSystem_getattr,
-		[4] = (void *)&ShieldFileSystem_setattr,
-		[14] = (void *)&ShieldFileSystem_open,
-		[35] = (void *)&ShieldFileSystem_create,
-		[15] = (void *)&ShieldFileSystem_read,
-		[16] = (void *)&ShieldFileSystem_write,
-		[10] = (void *)&ShieldFileSystem_unlink,
-		[9] = (void *)&ShieldFileSystem_mkdir,
-		[11] = (void *)&ShieldFileSystem_rmdir,
-		[12] = (void *)&ShieldFileSystem_rename,
-		[13] = (void *)&ShieldFileSystem_link,
-		[6] = (void *)&ShieldFileSystem_symlink,
-		[8] = (void *)&ShieldFileSystem_mknod,
-		[21] = (void *)&ShieldFileSystem_setxattr,
-		[24] = (void *)&ShieldFileSystem_removexattr,
-		[27] = (void *)&ShieldFileSystem_opendir,
-	},
-};
+	__type(value, __u32);
+} extfuse_handlers SEC(".maps");
 
 SEC("extfuse")
 int extfuse_main(struct extfuse_req *ereq)

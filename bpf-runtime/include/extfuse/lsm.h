@@ -44,32 +44,6 @@ struct fuse_inode { struct inode inode; __u64 nodeid; } __attribute__((preserve_
 #define EXTFUSE_MAY_WRITE 2
 #define EXTFUSE_MAY_READ 4
 
-/* FuseOps bits (ExtFuse.Declarative.FuseOps). */
-#define EXTFUSE_OP_GETATTR (1u << 1)
-#define EXTFUSE_OP_SETATTR (1u << 2)
-#define EXTFUSE_OP_OPEN (1u << 3)
-#define EXTFUSE_OP_CREATE (1u << 4)
-#define EXTFUSE_OP_READ (1u << 5)
-#define EXTFUSE_OP_WRITE (1u << 6)
-#define EXTFUSE_OP_UNLINK (1u << 7)
-#define EXTFUSE_OP_MKDIR (1u << 8)
-#define EXTFUSE_OP_RMDIR (1u << 9)
-#define EXTFUSE_OP_RENAME (1u << 10)
-#define EXTFUSE_OP_LINK (1u << 11)
-#define EXTFUSE_OP_SYMLINK (1u << 12)
-#define EXTFUSE_OP_MKNOD (1u << 13)
-#define EXTFUSE_OP_SETXATTR (1u << 14)
-#define EXTFUSE_OP_REMOVEXATTR (1u << 15)
-#define EXTFUSE_OP_READDIR (1u << 16)
-
-/* FUSE opcodes, as [Check] methods see them in req->Opcode. */
-enum {
-	EXTFUSE_GETATTR = 3, EXTFUSE_SETATTR = 4, EXTFUSE_SYMLINK = 6, EXTFUSE_MKNOD = 8, EXTFUSE_MKDIR = 9,
-	EXTFUSE_UNLINK = 10, EXTFUSE_RMDIR = 11, EXTFUSE_RENAME = 12, EXTFUSE_LINK = 13, EXTFUSE_OPEN = 14,
-	EXTFUSE_READ = 15, EXTFUSE_WRITE = 16, EXTFUSE_SETXATTR = 21, EXTFUSE_REMOVEXATTR = 24,
-	EXTFUSE_OPENDIR = 27, EXTFUSE_CREATE = 35,
-};
-
 /* One request as the hooks see it. */
 struct extfuse_lsm_req {
 	__u64 nodeid;          /* what a [Check] sees as req->NodeId (FUSE's nodeid of the request) */

@@ -8,6 +8,8 @@
 #ifndef EXTFUSE_POLICY_H
 #define EXTFUSE_POLICY_H
 
+#include <extfuse/ops.h>
+
 #define EXTFUSE_MAX_RULES 256
 
 /* struct NodeVerdict / KernelRule / KernelPolicyHeader of ExtFuse.Policy (layouts checked by tests). */
@@ -130,8 +132,6 @@ struct extfuse_decide_ctx {
 	__u32 deferred;
 };
 
-/* FuseOps bits (Lookup .. ReadDir). */
-#define EXTFUSE_OPS 17
 
 static __always_inline __u64 extfuse_word(const __u64 *w, __u32 i)
 {

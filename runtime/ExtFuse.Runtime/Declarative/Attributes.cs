@@ -31,6 +31,7 @@ public sealed class CacheAttrAttribute(double seconds) : Attribute
 /// truncate(2): the page cache and passthrough serve reads and writes that never reach the daemon,
 /// so the open is where they can be refused, as the kernel's own permission checks do. ReadDir is
 /// opening a directory to list it. [Check] methods see each request of their operations as it comes.
+/// Which opcodes perform which operations is <see cref="ExtFuse.Protocol.Operations"/>' table.
 /// </summary>
 [Flags]
 public enum FuseOps : uint
@@ -39,6 +40,12 @@ public enum FuseOps : uint
     Lookup = 1 << 0, GetAttr = 1 << 1, SetAttr = 1 << 2, Open = 1 << 3, Create = 1 << 4, Read = 1 << 5,
     Write = 1 << 6, Unlink = 1 << 7, MkDir = 1 << 8, RmDir = 1 << 9, Rename = 1 << 10, Link = 1 << 11,
     Symlink = 1 << 12, MkNod = 1 << 13, SetXattr = 1 << 14, RemoveXattr = 1 << 15, ReadDir = 1 << 16,
+    /// <summary>Reading a symlink's target.</summary>
+    ReadLink = 1 << 17,
+    /// <summary>Reading an extended attribute's value.</summary>
+    GetXattr = 1 << 18,
+    /// <summary>Listing extended attribute names.</summary>
+    ListXattr = 1 << 19,
 }
 
 /// <summary>
@@ -169,8 +176,15 @@ public sealed record PathRule(PathRuleKind Kind, FuseOps Ops, string? Path, long
     {
         PathRuleKind.Hide => $"[Hide] {Path}",
         PathRuleKind.Passthrough => $"[Passthrough] {Path}",
-        _ => $"[{Kind}] {Ops} {Path ?? "**"}" + (Uid >= 0 ? $" uid={Uid}" : "") + (Gid >= 0 ? $" gid={Gid}" : "")
+        _ => $"[{Kind}] {OpsText(Ops)} {Path ?? "**"}" + (Uid >= 0 ? $" uid={Uid}" : "") + (Gid >= 0 ? $" gid={Gid}" : "")
              + (Comm is null ? "" : $" comm={Comm}") + (Cgroup is null ? "" : $" cgroup={Cgroup}"),
+    };
+
+    private static string OpsText(FuseOps ops) => (uint)ops switch
+    {
+        ExtFuse.Protocol.Operations.AllBits => "all",
+        ExtFuse.Protocol.Operations.AllBits & ~(ExtFuse.Protocol.Operations.Lookup | ExtFuse.Protocol.Operations.GetAttr) => "all but Lookup, GetAttr",
+        _ => ops.ToString(),
     };
 }
 

@@ -3,6 +3,8 @@ using System.Linq;
 #if EXTFUSE_GENERATOR
 namespace ExtFuse.Generator;
 #else
+using ExtFuse.Protocol;
+
 namespace ExtFuse.Declarative;
 #endif
 
@@ -19,7 +21,7 @@ public
 static class RuleValidation
 {
     /// <summary>FuseOps bits (the generator has no FuseOps type): Lookup, GetAttr, and every defined bit.</summary>
-    public const uint LookupBit = 1u << 0, GetAttrBit = 1u << 1, AllBits = (1u << 17) - 1;
+    public const uint LookupBit = Operations.Lookup, GetAttrBit = Operations.GetAttr, AllBits = Operations.AllBits;
 
     /// <summary>Why the conditions of a rule cannot hold, or null. <paramref name="errno"/> is ignored for allow rules.</summary>
     public static string? Problem(bool allow, uint ops, long uid, long gid, string? comm, string? cgroup, int errno)

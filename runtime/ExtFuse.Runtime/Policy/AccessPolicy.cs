@@ -29,8 +29,15 @@ public sealed class AccessPolicy
     /// <summary>Rules a policy may have: one bit each in the kernel's per-node verdicts.</summary>
     public const int MaxRules = 256;
 
-    /// <summary>What "all" and the default cover: every operation but Lookup and GetAttr (cached for every caller).</summary>
-    public const FuseOps AllOps = (FuseOps)(RuleValidation.AllBits & ~(RuleValidation.LookupBit | RuleValidation.GetAttrBit));
+    /// <summary>Every operation of the vocabulary: what "all" names in a rule that does not depend on the caller.</summary>
+    public const FuseOps AllOps = (FuseOps)ExtFuse.Protocol.Operations.AllBits;
+
+    /// <summary>
+    /// What "all" names in a rule that depends on the caller, and what the policy's default covers:
+    /// every operation but Lookup and GetAttr. The kernel caches their answers for every caller, so no
+    /// caller can be told apart there; and a default that refused lookups would leave nothing to allow.
+    /// </summary>
+    public const FuseOps DefaultOps = AllOps & ~(FuseOps.Lookup | FuseOps.GetAttr);
 
     private static int _generations;
 
@@ -42,7 +49,7 @@ public sealed class AccessPolicy
     private readonly int[] _hides;
 
     /// <param name="rules">Attributes first, then the file's rules: index = precedence.</param>
-    /// <param name="defaultDeny">What requests no rule matches get (for <see cref="AllOps"/>).</param>
+    /// <param name="defaultDeny">What requests no rule matches get (for <see cref="DefaultOps"/>).</param>
     /// <param name="source">Where the rules came from, for messages.</param>
     public AccessPolicy(IEnumerable<PathRule> rules, bool defaultDeny = false, int defaultErrno = 13, string? source = null)
     {
@@ -60,7 +67,7 @@ public sealed class AccessPolicy
             HasPassthrough |= r.Kind == PathRuleKind.Passthrough;
             HasPaths |= r.Path is not null && r.Kind is PathRuleKind.Deny or PathRuleKind.Allow;
         }
-        if (defaultDeny) Ops |= AllOps;
+        if (defaultDeny) Ops |= DefaultOps;
         _kernel = [.. _rules.Select(KernelRuleOf)];
         _byOp = [.. Enumerable.Range(0, 32).Select(b => Enumerable.Range(0, _rules.Length)
             .Where(i => _rules[i].Kind is PathRuleKind.Deny or PathRuleKind.Allow && ((uint)_rules[i].Ops & (1u << b)) != 0).ToArray())];
@@ -145,7 +152,7 @@ public sealed class AccessPolicy
             if (r.Comm is not null && r.Comm != caller.Comm || r.Cgroup is not null && !caller.InCgroup(r.Cgroup)) continue;
             return r.Kind == PathRuleKind.Deny ? new Verdict(r.Errno, i) : Verdict.Allowed;
         }
-        return DefaultDeny && (ops & AllOps) != 0 ? new Verdict(DefaultErrno, -1) : Verdict.Allowed;
+        return DefaultDeny && (ops & DefaultOps) != 0 ? new Verdict(DefaultErrno, -1) : Verdict.Allowed;
     }
 
     private static bool CallerMatches(PathRule r, ref Caller caller) =>
@@ -247,7 +254,7 @@ public sealed class AccessPolicy
 
     public KernelPolicyHeader Header(uint dev) => new()
     {
-        Enabled = 1, RuleCount = (uint)_rules.Length, DefaultOps = DefaultDeny ? (uint)AllOps : 0,
+        Enabled = 1, RuleCount = (uint)_rules.Length, DefaultOps = DefaultDeny ? (uint)DefaultOps : 0,
         DefaultErrno = DefaultDeny ? DefaultErrno : 0, Dev = dev, Generation = Generation,
     };
 

@@ -21,18 +21,21 @@ public sealed record PolicyDocument(IReadOnlyList<PathRule> Rules, bool DefaultD
 /// </summary>
 public static class PolicyFile
 {
-    /// <summary>Operation names, and the groups "all" (<see cref="AccessPolicy.AllOps"/>) and "modify".</summary>
-    public static IReadOnlyDictionary<string, FuseOps> OpNames { get; } = new Dictionary<string, FuseOps>(StringComparer.Ordinal)
+    /// <summary>
+    /// Operation names (the vocabulary of <see cref="ExtFuse.Protocol.Operations"/>) and the groups "all"
+    /// (every operation; in a rule that depends on the caller every operation but lookup and getattr,
+    /// which the kernel caches for every caller) and "modify" (every changing operation).
+    /// </summary>
+    public static IReadOnlyDictionary<string, FuseOps> OpNames { get; } = Vocabulary();
+
+    private static Dictionary<string, FuseOps> Vocabulary()
     {
-        ["lookup"] = FuseOps.Lookup, ["getattr"] = FuseOps.GetAttr, ["setattr"] = FuseOps.SetAttr, ["open"] = FuseOps.Open,
-        ["create"] = FuseOps.Create, ["read"] = FuseOps.Read, ["write"] = FuseOps.Write, ["unlink"] = FuseOps.Unlink,
-        ["mkdir"] = FuseOps.MkDir, ["rmdir"] = FuseOps.RmDir, ["rename"] = FuseOps.Rename, ["link"] = FuseOps.Link,
-        ["symlink"] = FuseOps.Symlink, ["mknod"] = FuseOps.MkNod, ["setxattr"] = FuseOps.SetXattr,
-        ["removexattr"] = FuseOps.RemoveXattr, ["readdir"] = FuseOps.ReadDir,
-        ["all"] = AccessPolicy.AllOps,
-        ["modify"] = FuseOps.SetAttr | FuseOps.Create | FuseOps.Write | FuseOps.Unlink | FuseOps.MkDir | FuseOps.RmDir | FuseOps.Rename
-                     | FuseOps.Link | FuseOps.Symlink | FuseOps.MkNod | FuseOps.SetXattr | FuseOps.RemoveXattr,
-    };
+        var names = new Dictionary<string, FuseOps>(StringComparer.Ordinal);
+        foreach (var (bit, name) in ExtFuse.Protocol.Operations.Vocabulary) names[name] = (FuseOps)bit;
+        names["all"] = AccessPolicy.AllOps;
+        names["modify"] = (FuseOps)ExtFuse.Protocol.Operations.Modifying;
+        return names;
+    }
 
     /// <summary>Errno names a rule may answer with (or a number from 1 to 4095).</summary>
     public static IReadOnlyDictionary<string, int> ErrnoNames { get; } = new Dictionary<string, int>(StringComparer.Ordinal)
@@ -141,6 +144,7 @@ public static class PolicyFile
             var start = _r.TokenStartIndex;
             string? name = null, effect = null, path = null, comm = null, cgroup = null;
             FuseOps? ops = null;
+            (_namedAll, _named) = (false, 0);
             long uid = -1, gid = -1;
             int? errno = null;
             var seen = new HashSet<string>();
@@ -183,14 +187,25 @@ public static class PolicyFile
             }
             if (effect == "allow" && errno is not null) throw Error(where, "an allow rule has no \"errno\"", start);
             var kind = effect == "deny" ? PathRuleKind.Deny : PathRuleKind.Allow;
-            var rule = new PathRule(kind, ops ?? AccessPolicy.AllOps, path, uid, gid, comm, errno ?? 13, cgroup, name);
+            var callerDependent = uid >= 0 || gid >= 0 || comm is not null || cgroup is not null;
+            // "all" (or no "ops") of a rule that depends on the caller leaves out what the kernel caches for every caller.
+            var all = ops is null || _namedAll;
+            var effective = ops ?? AccessPolicy.AllOps;
+            if (all && callerDependent) effective &= ~(FuseOps.Lookup | FuseOps.GetAttr) | (_named & (FuseOps.Lookup | FuseOps.GetAttr));
+            var rule = new PathRule(kind, effective, path, uid, gid, comm, errno ?? 13, cgroup, name);
             if (RuleValidation.Problem(kind == PathRuleKind.Allow, (uint)rule.Ops, uid, gid, comm, cgroup, rule.Errno) is { } problem)
                 throw Error(where, problem.Replace("Uid", "uid").Replace("Gid", "gid").Replace("Comm", "comm").Replace("Cgroup", "cgroup").Replace("Errno", "errno"), start);
             return rule;
         }
 
+        /// <summary>Of the rule being read: whether its ops say "all", and the operations it names one by one.</summary>
+        private bool _namedAll;
+        private FuseOps _named;
+
         private FuseOps Ops(string where)
         {
+            _namedAll = false;
+            _named = 0;
             if (_r.TokenType == JsonTokenType.String) return Op(where);
             if (_r.TokenType != JsonTokenType.StartArray) throw Error(where, "is an operation name or an array of them");
             FuseOps ops = 0;
@@ -207,8 +222,10 @@ public static class PolicyFile
         private FuseOps Op(string where)
         {
             var name = String(where);
-            return OpNames.TryGetValue(name, out var op) ? op
-                : throw Error(where, $"unknown operation \"{name}\" (known: {string.Join(", ", OpNames.Keys)})");
+            if (!OpNames.TryGetValue(name, out var op)) throw Error(where, $"unknown operation \"{name}\" (known: {string.Join(", ", OpNames.Keys)})");
+            if (name == "all") _namedAll = true;
+            else if (name != "modify") _named |= op;
+            return op;
         }
 
         private int Errno(string where)

@@ -42,8 +42,7 @@ public sealed partial class FuseSession
         }
     }
 
-    private static bool NoReply(FuseOpcode op) =>
-        op is FuseOpcode.Forget or FuseOpcode.BatchForget or FuseOpcode.Interrupt or FuseOpcode.NotifyReply;
+    private static bool NoReply(FuseOpcode op) => Operations.Of((uint)op).NoReply;
 
     private void Dispatch(FuseRequest r, FuseOpcode op, ulong node, ReadOnlySpan<byte> body)
     {
@@ -199,27 +198,7 @@ public sealed partial class FuseSession
 
     // ---- [Check] rules: the managed twins of the BPF checks ----
 
-    private static ExtFuse.Declarative.FuseOps OpsOf(FuseOpcode op) => op switch
-    {
-        FuseOpcode.Lookup => ExtFuse.Declarative.FuseOps.Lookup,
-        FuseOpcode.GetAttr => ExtFuse.Declarative.FuseOps.GetAttr,
-        FuseOpcode.SetAttr => ExtFuse.Declarative.FuseOps.SetAttr,
-        FuseOpcode.Open => ExtFuse.Declarative.FuseOps.Open,
-        FuseOpcode.Create => ExtFuse.Declarative.FuseOps.Create,
-        FuseOpcode.Read => ExtFuse.Declarative.FuseOps.Read,
-        FuseOpcode.Write => ExtFuse.Declarative.FuseOps.Write,
-        FuseOpcode.Unlink => ExtFuse.Declarative.FuseOps.Unlink,
-        FuseOpcode.MkDir => ExtFuse.Declarative.FuseOps.MkDir,
-        FuseOpcode.RmDir => ExtFuse.Declarative.FuseOps.RmDir,
-        FuseOpcode.Rename or FuseOpcode.Rename2 => ExtFuse.Declarative.FuseOps.Rename,
-        FuseOpcode.Link => ExtFuse.Declarative.FuseOps.Link,
-        FuseOpcode.Symlink => ExtFuse.Declarative.FuseOps.Symlink,
-        FuseOpcode.MkNod => ExtFuse.Declarative.FuseOps.MkNod,
-        FuseOpcode.SetXattr => ExtFuse.Declarative.FuseOps.SetXattr,
-        FuseOpcode.RemoveXattr => ExtFuse.Declarative.FuseOps.RemoveXattr,
-        FuseOpcode.OpenDir => ExtFuse.Declarative.FuseOps.ReadDir,
-        _ => ExtFuse.Declarative.FuseOps.None,
-    };
+    private static ExtFuse.Declarative.FuseOps OpsOf(FuseOpcode op) => (ExtFuse.Declarative.FuseOps)Operations.Of((uint)op).Ops;
 
     /// <summary>
     /// Runs the [Check] methods that apply to this opcode, then the policy (attributes and policy

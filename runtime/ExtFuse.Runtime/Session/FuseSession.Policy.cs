@@ -93,15 +93,8 @@ public sealed partial class FuseSession
     private static bool PolicyApplies(AccessPolicy policy, FuseOps ops) =>
         (ops & policy.Ops) != 0 || policy.HasHide && (ops & AccessPolicy.HideOps) != 0 || policy.NeedsNodePaths && (ops & (FuseOps.Rename | FuseOps.Link)) != 0;
 
-    /// <summary>What an open asks for: Open, plus Read and Write by its access mode (O_TRUNC writes).</summary>
-    private static FuseOps OpenOps(uint flags, FuseOps open)
-    {
-        var ops = open;
-        var mode = flags & 3;
-        if (mode is 0 or 2) ops |= FuseOps.Read;
-        if (mode is 1 or 2 || (flags & 0x200 /* O_TRUNC */) != 0) ops |= FuseOps.Write;
-        return ops;
-    }
+    /// <summary>What an open asks for (the table's rule: Open, Read and Write by access mode, Write for O_TRUNC).</summary>
+    private static FuseOps OpenOps(uint flags) => (FuseOps)Operations.OpenOps(flags);
 
     /// <summary>
     /// The policy's answer for one request, decided here where every such request arrives, never
@@ -115,7 +108,7 @@ public sealed partial class FuseSession
         FuseOps ops;
         switch (op)
         {
-            case FuseOpcode.Open: ops = OpenOps(Arg<FuseOpenIn>(body).Flags, FuseOps.Open); break;
+            case FuseOpcode.Open: ops = OpenOps(Arg<FuseOpenIn>(body).Flags); break;
             case FuseOpcode.OpenDir: ops = FuseOps.ReadDir; break;
             case FuseOpcode.GetAttr: ops = FuseOps.GetAttr; break;
             case FuseOpcode.SetXattr: ops = FuseOps.SetXattr; break;
@@ -155,7 +148,7 @@ public sealed partial class FuseSession
             case FuseOpcode.Symlink: name = Name(body); ops = FuseOps.Symlink; break;
             case FuseOpcode.MkDir: name = Name(After<FuseMkdirIn>(body)); ops = FuseOps.MkDir; break;
             case FuseOpcode.MkNod: name = Name(After<FuseMknodIn>(body)); ops = FuseOps.MkNod; break;
-            case FuseOpcode.Create: name = Name(After<FuseCreateIn>(body)); ops = FuseOps.Create; opens = OpenOps(Arg<FuseCreateIn>(body).Flags, FuseOps.Open); break;
+            case FuseOpcode.Create: name = Name(After<FuseCreateIn>(body)); ops = FuseOps.Create; opens = OpenOps(Arg<FuseCreateIn>(body).Flags); break;
             case FuseOpcode.Link: name = Name(After<FuseLinkIn>(body)); ops = FuseOps.Link; source = Arg<FuseLinkIn>(body).OldNodeId; break;
             case FuseOpcode.Rename or FuseOpcode.Rename2:
             {
